@@ -1,0 +1,41 @@
+/* wsp-http.h — the local HTTP API (SPEC 5) on h2o.
+ *
+ * Threads: wsp_http_start binds the listener and starts one thread that owns
+ * the h2o event loop and its own read-only store connection. Writes go to the
+ * store's queue; their completions come back to the h2o thread through an
+ * h2o multithread receiver, and only then is the request answered (so a 2xx
+ * means durable). Store change notifications fan out to SSE clients the same
+ * way. Nothing here touches the GLib main loop.
+ */
+#pragma once
+#include <glib.h>
+#include "store/wsp-store.h"
+
+G_BEGIN_DECLS
+
+typedef struct _WspHttp WspHttp;
+
+typedef struct {
+  const char        *listen;        /* "127.0.0.1:0" → any free port */
+  const char        *token;         /* bearer token for /api/ */
+  WspStore          *store;         /* borrowed; outlives the server */
+  const char        *db_path;       /* for the read-only connection */
+  const char        *peer_id;       /* hex, for /health */
+  const char        *task_prefix;   /* for new task ids */
+  const char *const *statuses;      /* the project's columns, in order */
+} WspHttpOptions;
+
+/* Binds (failing with a clear error if the address is taken) and starts the
+ * HTTP thread. */
+WspHttp *wsp_http_start (const WspHttpOptions *opts, GError **error);
+/* The bound port (after start). */
+guint16  wsp_http_port (WspHttp *self);
+/* A one-time board login URL: http://127.0.0.1:PORT/?login=<one-time token>. */
+char    *wsp_http_board_url (WspHttp *self);
+/* Stops accepting, ends SSE streams, waits for in-flight requests (their
+ * store writes complete first) and joins the thread. Idempotent. */
+void     wsp_http_stop (WspHttp *self);
+void     wsp_http_free (WspHttp *self);   /* stops first; NULL ok */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspHttp, wsp_http_free)
+
+G_END_DECLS

@@ -1,0 +1,146 @@
+/* wsp-store.h — the durable store: operation log, vector clock and the
+ * materialized tasks in SQLite (WAL). The only module that includes
+ * sqlite3.h.
+ *
+ * Threads: one writer thread owns the read-write connection. Every change
+ * arrives as a job on a bounded queue (wsp_store_submit); a full queue fails
+ * at once with WSP_ERROR_BUSY. Each batch of jobs runs in one transaction;
+ * a job's completion callback runs on the writer thread after the commit,
+ * so a reported success is durable. Readers (any other thread) open their
+ * own read-only connection with wsp_store_reader_open and use it from that
+ * thread only.
+ */
+#pragma once
+#include <glib.h>
+#include "crdt/wsp-op.h"
+#include "crdt/wsp-chain.h"
+#include "crdt/wsp-clock.h"
+
+G_BEGIN_DECLS
+
+typedef struct _WspStore WspStore;
+
+typedef struct {
+  const char        *db_path;       /* .workspace/.wsp/state.db */
+  const char        *project_id;
+  const WspIdentity *identity;      /* copied */
+  guint              queue_max;     /* jobs; 0 → default 1024 */
+} WspStoreOptions;
+
+WspStore *wsp_store_open (const WspStoreOptions *opts, GError **error);
+/* Stops intake, drains queued jobs (they complete), checkpoints the WAL and
+ * joins the writer thread. Idempotent. */
+void      wsp_store_close (WspStore *self);
+void      wsp_store_free (WspStore *self);   /* closes first if needed; NULL ok */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspStore, wsp_store_free)
+
+/* ---- local writes ------------------------------------------------------ */
+
+typedef enum {
+  WSP_WRITE_CREATE,    /* new task `task_id` with fields/labels/deps */
+  WSP_WRITE_UPDATE,    /* set the fields in field_mask; label/dep changes */
+  WSP_WRITE_DELETE,
+  WSP_WRITE_COMMENT,   /* comment_body */
+} WspWriteKind;
+
+typedef struct {
+  WspWriteKind kind;
+  char        *task_id;
+  guint32      field_mask;                  /* bit (1 << WspField) */
+  WspValue     fields[WSP_FIELD_COUNT];     /* raw values, validated here */
+  /* Labels and dependencies. With *_replace the set becomes exactly *_add;
+   * otherwise *_add are added and *_remove removed. NULL = none. */
+  gboolean     labels_replace;
+  GPtrArray   *labels_add;                  /* char* */
+  GPtrArray   *labels_remove;
+  gboolean     deps_replace;
+  GPtrArray   *deps_add;
+  GPtrArray   *deps_remove;
+  char        *comment_body;
+} WspWrite;
+
+WspWrite *wsp_write_new (WspWriteKind kind, const char *task_id);
+void      wsp_write_free (WspWrite *w);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspWrite, wsp_write_free)
+/* Convenience: sets field and its mask bit (takes ownership of *v). */
+void      wsp_write_set_field (WspWrite *w, WspField field, WspValue *v);
+
+/* Result of a write; valid only during the callback. On failure `error`
+ * says why: WSP_ERROR_INVALID (message names the field), NOT_FOUND, GONE,
+ * CONFLICT, TOO_LARGE, CLOSED. */
+typedef struct {
+  const GError *error;      /* NULL on success */
+  const char   *task_id;
+  guint         n_ops;      /* ops created (0 when nothing changed) */
+} WspWriteResult;
+
+/* Runs on the writer thread after the commit: hop to your own thread. */
+typedef void (*WspWriteDone) (const WspWriteResult *result, gpointer user_data);
+
+/* Queues a write. Takes ownership of w. Returns FALSE with WSP_ERROR_BUSY
+ * when the queue is full or WSP_ERROR_CLOSED after close; done is then never
+ * called. */
+gboolean wsp_store_submit (WspStore *self, WspWrite *w, WspWriteDone done,
+                           gpointer user_data, GError **error);
+/* Blocking variant for tools and tests (not for loop threads). */
+gboolean wsp_store_write_sync (WspStore *self, WspWrite *w, guint *out_n_ops, GError **error);
+
+/* ---- change notifications --------------------------------------------- */
+
+/* After every committed batch that applied ops: the affected task ids and
+ * the new clock. Runs on the writer thread; copy what you need and hop.
+ * Register before traffic; listeners are never removed. */
+typedef void (*WspStoreListener) (const char *const *task_ids, guint n_tasks,
+                                  const WspClock *clock, gpointer user_data);
+void wsp_store_add_listener (WspStore *self, WspStoreListener fn, gpointer user_data);
+
+/* ---- statistics (any thread) ------------------------------------------- */
+
+typedef struct {
+  guint   queue_depth;
+  guint   queue_max;
+  guint64 ops_applied;      /* since start */
+  guint64 batches;
+  guint64 writes_rejected_busy;
+} WspStoreStats;
+void wsp_store_get_stats (WspStore *self, WspStoreStats *out);
+
+/* ---- readers ----------------------------------------------------------- */
+
+typedef struct _WspStoreReader WspStoreReader;
+
+WspStoreReader *wsp_store_reader_open (const char *db_path, GError **error);
+void            wsp_store_reader_free (WspStoreReader *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspStoreReader, wsp_store_reader_free)
+
+typedef enum {
+  WSP_SORT_DEFAULT = 0,   /* priority, position, id */
+} WspSort;
+
+typedef struct {
+  const char *status;     /* NULL = any */
+  const char *label;
+  const char *assignee;
+  gint        priority;   /* -1 = any */
+  gboolean    ready;      /* open, and no open dependency */
+  const char *q;          /* full-text; NULL = none */
+  guint       limit;      /* 1..1000 */
+  const char *cursor;     /* opaque, from a previous page; NULL = first */
+} WspListQuery;
+
+/* Appends the task JSON (SPEC 5, with comments and conflicts). Fails with
+ * NOT_FOUND, or GONE — then `out` holds the tombstone's comments as
+ * {"id":…,"deleted":true,"comments":[…]} for the 410 body. */
+gboolean wsp_store_reader_task_json (WspStoreReader *r, const char *id, GString *out, GError **error);
+/* TRUE when the task exists and is live (for validating dependencies). */
+gboolean wsp_store_reader_task_live (WspStoreReader *r, const char *id);
+/* Appends {"tasks":[…],"next_cursor":…|null}. INVALID for a bad cursor/q. */
+gboolean wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *out, GError **error);
+/* Appends {"id":…,"history":[{peer,seq,hlc,type,data,at}…]} oldest first. NOT_FOUND if no op names it. */
+gboolean wsp_store_reader_history_json (WspStoreReader *r, const char *id, GString *out, GError **error);
+/* Appends the clock as {"peer":seq,…}. */
+gboolean wsp_store_reader_clock_json (WspStoreReader *r, GString *out, GError **error);
+/* Number of live tasks (for metrics). */
+gint64   wsp_store_reader_count_tasks (WspStoreReader *r);
+
+G_END_DECLS
