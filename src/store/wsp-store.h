@@ -140,6 +140,8 @@ gboolean wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, G
 gboolean wsp_store_reader_history_json (WspStoreReader *r, const char *id, GString *out, GError **error);
 /* Appends the clock as {"peer":seq,…}. */
 gboolean wsp_store_reader_clock_json (WspStoreReader *r, GString *out, GError **error);
+/* The status that counts as done for `ready` (the last column); default "done". */
+void     wsp_store_reader_set_done_status (WspStoreReader *r, const char *status);
 /* Number of live tasks (for metrics). */
 gint64   wsp_store_reader_count_tasks (WspStoreReader *r);
 

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""`make bench`: the benchmark suite of SPEC section 10.
+
+Prints one line per figure, `bench: NAME VALUE UNIT`. `--only PREFIX` runs
+the figures whose names start with PREFIX. Everything talks to loopback only.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log(msg):
+    print(f"bench: # {msg}", file=sys.stderr, flush=True)
+
+
+def figure(name, value, unit):
+    print(f"bench: {name} {value} {unit}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Workspace:
+    def __init__(self, build, tasks):
+        self.build = build
+        self.dir = tempfile.mkdtemp(prefix="wsp-bench-")
+        self.wsp = os.path.join(build, "src", "wsp")
+        self.wspd = os.path.join(build, "src", "wspd")
+        subprocess.run([self.wsp, "init", self.dir], check=True, stdout=subprocess.DEVNULL)
+        if tasks:
+            t0 = time.monotonic()
+            subprocess.run([os.path.join(build, "bench", "store-bench"), "fill", self.dir, str(tasks)], check=True)
+            log(f"filled {tasks} tasks in {time.monotonic() - t0:.1f} s")
+        self.proc = None
+        wsdir = os.path.join(self.dir, ".workspace", ".wsp")
+        with open(os.path.join(wsdir, "token")) as f:
+            self.token = f.read().strip()
+        self.info_path = os.path.join(wsdir, "daemon.json")
+
+    def start(self):
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([self.wspd, "--workspace", self.dir, "--log-level", "warning"],
+                                     stdout=subprocess.DEVNULL)
+        # Await daemon.json, then /health.
+        while not os.path.exists(self.info_path):
+            if self.proc.poll() is not None:
+                raise RuntimeError("wspd exited during start")
+            time.sleep(0.001)
+        with open(self.info_path) as f:
+            self.url = json.load(f)["url"]
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.001)
+        return (time.monotonic() - t0) * 1000
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0
+
+    def request(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Authorization": "Bearer " + self.token,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wrk(url, token, seconds=10, script=None):
+    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = None
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    if m:
+        v = float(m.group(1))
+        p99 = v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        log(f"wrk {url}: {non2xx.group(1)} non-2xx answers")
+    return rps, p99
+
+
+def nginx_rps(size, seconds):
+    d = tempfile.mkdtemp(prefix="wsp-nginx-")
+    port = free_port()
+    with open(os.path.join(d, "task.json"), "wb") as f:
+        f.write(b"x" * size)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}; }} }}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", d], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        rps, _ = wrk(f"http://127.0.0.1:{port}/task.json", None, seconds)
+        return rps
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_store(args):
+    out = subprocess.run([os.path.join(args.build, "bench", "store-bench"), "apply", "200000"],
+                         check=True, capture_output=True, text=True)
+    sys.stdout.write(out.stdout)
+
+
+def bench_http(args):
+    ws = Workspace(args.build, 1000)
+    try:
+        ws.start()
+        tasks = ws.request("GET", "/api/v1/tasks?limit=1")["tasks"]
+        tid = tasks[0]["id"]
+        body = json.dumps(ws.request("GET", f"/api/v1/tasks/{tid}")).encode()
+        secs = args.seconds
+        rps, p99 = wrk(f"{ws.url}/api/v1/tasks/{tid}", ws.token, secs)
+        figure("http.get_task_rps", f"{rps:.0f}", "req/s")
+        figure("http.get_task_p99_ms", f"{p99:.2f}", "ms")
+        rps, _ = wrk(f"{ws.url}/api/v1/tasks?limit=100", ws.token, secs)
+        figure("http.list_rps", f"{rps:.0f}", "req/s")
+        script = os.path.join(ws.dir, "post.lua")
+        with open(script, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = \'{"title":"bench task","priority":2}\'\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n')
+        rps, _ = wrk(f"{ws.url}/api/v1/tasks", ws.token, secs, script)
+        figure("http.create_rps", f"{rps:.0f}", "req/s")
+        figure("http.nginx_rps", f"{nginx_rps(len(body), secs):.0f}", "req/s")
+    finally:
+        ws.stop()
+
+
+def bench_cli(args):
+    ws = Workspace(args.build, 10000)
+    try:
+        ws.start()
+        times = []
+        for _ in range(30):
+            t0 = time.monotonic()
+            subprocess.run([ws.wsp, "--workspace", ws.dir, "list"], check=True, stdout=subprocess.DEVNULL)
+            times.append((time.monotonic() - t0) * 1000)
+        figure("cli.list_10k_ms", f"{statistics.median(times):.1f}", "ms")
+    finally:
+        ws.stop()
+
+
+def bench_start(args):
+    ws = Workspace(args.build, 100000)
+    try:
+        ws.start()
+        ws.proc.send_signal(signal.SIGTERM)
+        ws.proc.wait(timeout=10)
+        ws.proc = None
+        times = []
+        rss = 0
+        for _ in range(5):
+            times.append(ws.start())
+            # Touch the data the way a user would: a list and a get.
+            page = ws.request("GET", "/api/v1/tasks?limit=100")
+            ws.request("GET", "/api/v1/tasks/" + page["tasks"][0]["id"])
+            rss = max(rss, ws.rss_mib())
+            ws.proc.send_signal(signal.SIGTERM)
+            ws.proc.wait(timeout=10)
+            ws.proc = None
+        figure("start.cold_100k_ms", f"{statistics.median(times):.0f}", "ms")
+        figure("mem.rss_100k_mib", f"{rss:.1f}", "MiB")
+    finally:
+        ws.stop()
+
+
+SUITES = [
+    ("store", bench_store),
+    ("http", bench_http),
+    ("cli", bench_cli),
+    ("start", bench_start),
+    ("mem", bench_start),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", default="")
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    done = set()
+    for name, fn in SUITES:
+        if args.only and not (name.startswith(args.only) or args.only.startswith(name)):
+            continue
+        if fn in done:
+            continue
+        done.add(fn)
+        fn(args)
+
+
+if __name__ == "__main__":
+    main()

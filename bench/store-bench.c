@@ -1,0 +1,167 @@
+/* store-bench.c — store figures for `make bench`, and a filler that makes
+ * large workspaces for the HTTP/CLI/start-up figures.
+ *
+ *   store-bench apply [N]           bench: store.apply_ops_per_s
+ *   store-bench fill WORKSPACE N    N tasks written through the store
+ *
+ * Writes go through the public store interface (bounded queue, batched
+ * transactions, synchronous=FULL), pipelined up to the queue bound.
+ */
+#include "store/wsp-store.h"
+#include "workspace/wsp-workspace.h"
+
+#include <glib/gstdio.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  GMutex  mutex;
+  GCond   cond;
+  guint   in_flight;
+  guint64 ops;
+  guint   failed;
+} Pipe;
+
+static void
+on_done (const WspWriteResult *r, gpointer data)
+{
+  Pipe *p = data;
+  g_mutex_lock (&p->mutex);
+  p->in_flight--;
+  p->ops += r->n_ops;
+  if (r->error)
+    p->failed++;
+  g_cond_signal (&p->cond);
+  g_mutex_unlock (&p->mutex);
+}
+
+static const char *words[] = {
+  "sync", "board", "agent", "merge", "crdt", "label", "queue", "index", "watch", "file",
+  "daemon", "peer", "signal", "search", "ready", "block", "token", "clock", "store", "write",
+};
+
+static WspWrite *
+make_task (GRand *rng, guint i, const char *prefix)
+{
+  g_autofree char *id = g_strdup_printf ("%s-%010u", prefix, i);
+  WspWrite *w = wsp_write_new (WSP_WRITE_CREATE, id);
+  g_autofree char *title = g_strdup_printf ("%s the %s for %s #%u", words[g_rand_int_range (rng, 0, 20)],
+                                            words[g_rand_int_range (rng, 0, 20)], words[g_rand_int_range (rng, 0, 20)], i);
+  WspValue v = wsp_value_str (title);
+  wsp_write_set_field (w, WSP_FIELD_TITLE, &v);
+  WspValue pri = wsp_value_int (g_rand_int_range (rng, 0, 5));
+  wsp_write_set_field (w, WSP_FIELD_PRIORITY, &pri);
+  WspValue pos = wsp_value_float (g_rand_double (rng));
+  wsp_write_set_field (w, WSP_FIELD_POSITION, &pos);
+  return w;
+}
+
+/* Pushes n writes from make(), keeping the queue full; returns ops made. */
+static guint64
+pump (WspStore *store, guint n, guint window, GRand *rng, const char *prefix, guint *failed)
+{
+  Pipe p = { 0 };
+  g_mutex_init (&p.mutex);
+  g_cond_init (&p.cond);
+  for (guint i = 0; i < n; i++)
+    {
+      g_mutex_lock (&p.mutex);
+      while (p.in_flight >= window)
+        g_cond_wait (&p.cond, &p.mutex);
+      p.in_flight++;
+      g_mutex_unlock (&p.mutex);
+      g_autoptr (GError) error = NULL;
+      if (!wsp_store_submit (store, make_task (rng, i, prefix), on_done, &p, &error))
+        {
+          g_mutex_lock (&p.mutex);
+          p.in_flight--;
+          g_mutex_unlock (&p.mutex);
+          i--;   /* BUSY: the window is above the queue bound; retry */
+          g_usleep (100);
+        }
+    }
+  g_mutex_lock (&p.mutex);
+  while (p.in_flight)
+    g_cond_wait (&p.cond, &p.mutex);
+  g_mutex_unlock (&p.mutex);
+  *failed = p.failed;
+  g_mutex_clear (&p.mutex);
+  g_cond_clear (&p.cond);
+  return p.ops;
+}
+
+static int
+bench_apply (guint n)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("wsp-bench-XXXXXX", &error);
+  g_autofree char *db = g_build_filename (dir, "state.db", NULL);
+  WspIdentity id;
+  wsp_identity_generate (&id);
+  WspStoreOptions opts = { db, "benchbenchbenchbenchbenchb", &id, 4096 };
+  WspStore *store = wsp_store_open (&opts, &error);
+  if (!store)
+    {
+      fprintf (stderr, "store-bench: %s\n", error->message);
+      return 1;
+    }
+  g_autoptr (GRand) rng = g_rand_new_with_seed (42);
+  guint failed = 0;
+  gint64 t0 = g_get_monotonic_time ();
+  guint64 ops = pump (store, n, 4000, rng, "bn", &failed);
+  gint64 t1 = g_get_monotonic_time ();
+  wsp_store_free (store);
+  double secs = (double) (t1 - t0) / 1e6;
+  printf ("bench: store.apply_ops_per_s %.0f ops/s\n", (double) ops / secs);
+  fprintf (stderr, "store-bench: %" G_GUINT64_FORMAT " ops in %.3f s, %u failed\n", ops, secs, failed);
+  const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *p = g_build_filename (dir, names[i], NULL);
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+  return failed ? 1 : 0;
+}
+
+static int
+fill (const char *workspace, guint n)
+{
+  g_autoptr (GError) error = NULL;
+  WspPaths paths = { 0 };
+  WspConfig config = { 0 };
+  WspIdentity id;
+  if (!wsp_workspace_find (workspace, &paths, &error) || !wsp_config_load (&paths, NULL, &config, &error)
+      || !wsp_workspace_load_identity (&paths, &id, &error))
+    {
+      fprintf (stderr, "store-bench: %s\n", error->message);
+      return 1;
+    }
+  WspStoreOptions opts = { paths.db_path, config.project_id, &id, 4096 };
+  WspStore *store = wsp_store_open (&opts, &error);
+  if (!store)
+    {
+      fprintf (stderr, "store-bench: %s\n", error->message);
+      return 1;
+    }
+  g_autoptr (GRand) rng = g_rand_new_with_seed (7);
+  guint failed = 0;
+  pump (store, n, 4000, rng, config.prefix, &failed);
+  wsp_store_free (store);
+  wsp_config_clear (&config);
+  wsp_paths_clear (&paths);
+  return failed ? 1 : 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (!wsp_crypto_init ())
+    return 1;
+  if (argc >= 2 && g_str_equal (argv[1], "apply"))
+    return bench_apply (argc >= 3 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 200000);
+  if (argc == 4 && g_str_equal (argv[1], "fill"))
+    return fill (argv[2], (guint) g_ascii_strtoull (argv[3], NULL, 10));
+  fprintf (stderr, "usage: store-bench apply [N] | store-bench fill WORKSPACE N\n");
+  return 2;
+}

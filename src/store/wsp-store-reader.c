@@ -1,0 +1,575 @@
+/* wsp-store-reader.c — read-only views of the store for API threads.
+ *
+ * Each reader owns one read-only SQLite connection (WAL: readers never block
+ * the writer nor each other) and its prepared statements. A reader is used
+ * by one thread only. Task JSON is rendered by the writer when a task
+ * changes and stored with the row, so reads are a lookup plus a copy.
+ */
+#define G_LOG_DOMAIN "wsp-store"
+
+#include "store/wsp-store.h"
+#include "store/wsp-store-private.h"
+#include "crdt/wsp-hlc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
+
+/* Filters of a list query, as bits; each combination gets its own cached
+ * prepared statement. */
+enum {
+  F_STATUS   = 1 << 0,
+  F_LABEL    = 1 << 1,
+  F_ASSIGNEE = 1 << 2,
+  F_PRIORITY = 1 << 3,
+  F_READY    = 1 << 4,
+  F_Q        = 1 << 5,
+  F_CURSOR   = 1 << 6,
+  F_ALL      = (1 << 7) - 1,
+};
+
+struct _WspStoreReader {
+  sqlite3      *db;
+  char         *done_status;
+  sqlite3_stmt *st_task;
+  sqlite3_stmt *st_comments;
+  sqlite3_stmt *st_history;
+  sqlite3_stmt *st_clock;
+  sqlite3_stmt *st_count;
+  sqlite3_stmt *st_list[F_ALL + 1];
+};
+
+WspStoreReader *
+wsp_store_reader_open (const char *db_path, GError **error)
+{
+  g_autoptr (WspStoreReader) r = g_new0 (WspStoreReader, 1);
+  r->done_status = g_strdup ("done");
+  int rc = sqlite3_open_v2 (db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED, "opening %s read-only failed: %s", db_path,
+                   r->db ? sqlite3_errmsg (r->db) : sqlite3_errstr (rc));
+      return NULL;
+    }
+  sqlite3_busy_timeout (r->db, 5000);
+#define PREP(field, sql) \
+  if (!(r->field = wsp_sql_prepare (r->db, sql, error))) return NULL
+  PREP (st_task, "SELECT num, live, deleted, json, conflicts_json FROM tasks WHERE id = ?");
+  PREP (st_comments, "SELECT c.peer, c.seq, c.hlc, c.body FROM comments c WHERE c.num = ?");
+  PREP (st_history,
+        "SELECT p.peer, o.seq, o.hlc, o.body FROM ops o JOIN peers p ON p.idx = o.peer WHERE o.task = ?");
+  PREP (st_clock, "SELECT peer, seq FROM peers WHERE seq > 0");
+  PREP (st_count, "SELECT count(*) FROM tasks WHERE live = 1");
+#undef PREP
+  return g_steal_pointer (&r);
+}
+
+void
+wsp_store_reader_free (WspStoreReader *r)
+{
+  if (!r)
+    return;
+  sqlite3_finalize (r->st_task);
+  sqlite3_finalize (r->st_comments);
+  sqlite3_finalize (r->st_history);
+  sqlite3_finalize (r->st_clock);
+  sqlite3_finalize (r->st_count);
+  for (int i = 0; i <= F_ALL; i++)
+    sqlite3_finalize (r->st_list[i]);
+  if (r->db)
+    sqlite3_close (r->db);
+  g_free (r->done_status);
+  g_free (r);
+}
+
+void
+wsp_store_reader_set_done_status (WspStoreReader *r, const char *status)
+{
+  g_free (r->done_status);
+  r->done_status = g_strdup (status ? status : "done");
+}
+
+static gboolean
+sql_error (WspStoreReader *r, GError **error)
+{
+  g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED, "sqlite: %s", sqlite3_errmsg (r->db));
+  return FALSE;
+}
+
+/* ---- one task ---------------------------------------------------------- */
+
+typedef struct {
+  guint64 hlc;
+  WspPeer peer;
+  guint64 seq;
+  char   *body;
+} CommentRow;
+
+static int
+comment_row_cmp (gconstpointer a, gconstpointer b)
+{
+  const CommentRow *x = a, *y = b;
+  if (x->hlc != y->hlc)
+    return x->hlc < y->hlc ? -1 : 1;
+  if (x->peer != y->peer)
+    return x->peer < y->peer ? -1 : 1;
+  if (x->seq != y->seq)
+    return x->seq < y->seq ? -1 : 1;
+  return 0;
+}
+
+static void
+append_comments (WspStoreReader *r, gint64 num, GString *out)
+{
+  g_autoptr (GArray) rows = g_array_new (FALSE, FALSE, sizeof (CommentRow));
+  sqlite3_stmt *st = r->st_comments;
+  sqlite3_bind_int64 (st, 1, num);
+  while (sqlite3_step (st) == SQLITE_ROW)
+    {
+      CommentRow c = {
+        (guint64) sqlite3_column_int64 (st, 2),
+        (WspPeer) sqlite3_column_int64 (st, 0),
+        (guint64) sqlite3_column_int64 (st, 1),
+        g_strdup ((const char *) sqlite3_column_text (st, 3)),
+      };
+      g_array_append_val (rows, c);
+    }
+  sqlite3_reset (st);
+  g_array_sort (rows, comment_row_cmp);
+
+  g_string_append (out, "\"comments\":[");
+  for (guint i = 0; i < rows->len; i++)
+    {
+      CommentRow *c = &g_array_index (rows, CommentRow, i);
+      char peer[WSP_PEER_HEX_LEN + 1], at[25];
+      wsp_peer_to_hex (c->peer, peer);
+      wsp_format_time_ms (WSP_HLC_MS (c->hlc), at);
+      if (i)
+        g_string_append_c (out, ',');
+      g_string_append_printf (out, "{\"author\":\"%s\",\"body\":", peer);
+      wsp_json_append_string (out, c->body ? c->body : "", -1);
+      g_string_append_printf (out, ",\"created_at\":\"%s\"}", at);
+      g_free (c->body);
+    }
+  g_string_append_c (out, ']');
+}
+
+gboolean
+wsp_store_reader_task_json (WspStoreReader *r, const char *id, GString *out, GError **error)
+{
+  sqlite3_stmt *st = r->st_task;
+  sqlite3_bind_text (st, 1, id, -1, SQLITE_STATIC);
+  int rc = sqlite3_step (st);
+  if (rc != SQLITE_ROW)
+    {
+      sqlite3_reset (st);
+      if (rc != SQLITE_DONE)
+        return sql_error (r, error);
+      g_set_error (error, WSP_ERROR, WSP_ERROR_NOT_FOUND, "task '%s' not found", id);
+      return FALSE;
+    }
+  gint64 num = sqlite3_column_int64 (st, 0);
+  gboolean live = sqlite3_column_int (st, 1);
+  gboolean deleted = sqlite3_column_int (st, 2);
+  const char *json = (const char *) sqlite3_column_text (st, 3);
+  int json_len = sqlite3_column_bytes (st, 3);
+
+  if (!live || !json || json_len < 2)
+    {
+      sqlite3_reset (st);
+      if (deleted)
+        {
+          g_string_append (out, "{\"id\":");
+          wsp_json_append_string (out, id, -1);
+          g_string_append (out, ",\"deleted\":true,");
+          append_comments (r, num, out);
+          g_string_append_c (out, '}');
+          g_set_error (error, WSP_ERROR, WSP_ERROR_GONE, "task '%s' was deleted", id);
+        }
+      else
+        g_set_error (error, WSP_ERROR, WSP_ERROR_NOT_FOUND, "task '%s' not found", id);
+      return FALSE;
+    }
+
+  /* The stored JSON ends with '}': splice comments and conflicts in. */
+  g_string_append_len (out, json, json_len - 1);
+  g_string_append_c (out, ',');
+  const char *conflicts = (const char *) sqlite3_column_text (st, 4);
+  g_string_append (out, "\"conflicts\":");
+  g_string_append (out, conflicts ? conflicts : "[]");
+  sqlite3_reset (st);
+  g_string_append_c (out, ',');
+  append_comments (r, num, out);
+  g_string_append_c (out, '}');
+  return TRUE;
+}
+
+gboolean
+wsp_store_reader_task_live (WspStoreReader *r, const char *id)
+{
+  sqlite3_stmt *st = r->st_task;
+  sqlite3_bind_text (st, 1, id, -1, SQLITE_STATIC);
+  gboolean live = sqlite3_step (st) == SQLITE_ROW && sqlite3_column_int (st, 1);
+  sqlite3_reset (st);
+  return live;
+}
+
+/* ---- lists ------------------------------------------------------------- */
+
+/* The cursor names the last row of a page: priority, position, id, as
+ * base64url("<priority> <position %a> <id>"). */
+static char *
+cursor_encode (gint64 priority, double position, const char *id)
+{
+  g_autofree char *raw = g_strdup_printf ("%" G_GINT64_FORMAT " %a %s", priority, position, id);
+  return wsp_base64url_encode ((const guint8 *) raw, strlen (raw));
+}
+
+static gboolean
+cursor_parse (const char *text, gint64 *priority, double *position, char **id)
+{
+  char *end = NULL;
+  *priority = g_ascii_strtoll (text, &end, 10);
+  if (!end || *end != ' ')
+    return FALSE;
+  *position = strtod (end + 1, &end);
+  if (!end || *end != ' ' || !isfinite (*position))
+    return FALSE;
+  *id = g_strdup (end + 1);
+  return TRUE;
+}
+
+static gboolean
+cursor_decode (const char *cursor, gint64 *priority, double *position, char **id, GError **error)
+{
+  gsize len = 0;
+  g_autofree guint8 *raw = wsp_base64url_decode (cursor, &len, NULL);
+  g_autofree char *text = raw && len > 0 && len <= 4096 ? g_strndup ((const char *) raw, len) : NULL;
+  if (!text || !cursor_parse (text, priority, position, id))
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "cursor: not a cursor from a previous page");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static sqlite3_stmt *
+list_statement (WspStoreReader *r, guint mask, GError **error)
+{
+  if (r->st_list[mask])
+    return r->st_list[mask];
+  g_autoptr (GString) sql = g_string_new ("SELECT json, priority, position, id FROM tasks t WHERE live = 1");
+  if (mask & F_STATUS)
+    g_string_append (sql, " AND status = :status");
+  if (mask & F_ASSIGNEE)
+    g_string_append (sql, " AND assignee = :assignee");
+  if (mask & F_PRIORITY)
+    g_string_append (sql, " AND priority = :priority");
+  if (mask & F_LABEL)
+    g_string_append (sql, " AND num IN (SELECT num FROM task_labels WHERE label = :label)");
+  if (mask & F_READY)
+    g_string_append (sql,
+                     " AND status <> :done AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks u ON u.id = d.dep"
+                     " WHERE d.num = t.num AND u.live = 1 AND u.status <> :done)");
+  if (mask & F_Q)
+    g_string_append (sql, " AND num IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH :q)");
+  if (mask & F_CURSOR)
+    g_string_append (sql, " AND (priority, position, id) > (:cp, :cpos, :cid)");
+  g_string_append (sql, " ORDER BY priority, position, id LIMIT :limit");
+  r->st_list[mask] = wsp_sql_prepare (r->db, sql->str, error);
+  return r->st_list[mask];
+}
+
+static void
+bind_named_text (sqlite3_stmt *st, const char *name, const char *value)
+{
+  int i = sqlite3_bind_parameter_index (st, name);
+  if (i)
+    sqlite3_bind_text (st, i, value, -1, SQLITE_STATIC);
+}
+
+static void
+bind_named_int (sqlite3_stmt *st, const char *name, gint64 value)
+{
+  int i = sqlite3_bind_parameter_index (st, name);
+  if (i)
+    sqlite3_bind_int64 (st, i, value);
+}
+
+gboolean
+wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *out, GError **error)
+{
+  guint limit = q->limit ? MIN (q->limit, 1000) : 100;
+  gint64 cp = 0;
+  double cpos = 0;
+  g_autofree char *cid = NULL;
+  guint mask = 0;
+
+  if (q->status)
+    mask |= F_STATUS;
+  if (q->assignee)
+    mask |= F_ASSIGNEE;
+  if (q->priority >= 0)
+    mask |= F_PRIORITY;
+  if (q->label)
+    mask |= F_LABEL;
+  if (q->ready)
+    mask |= F_READY;
+  if (q->q && *q->q)
+    mask |= F_Q;
+  if (q->cursor && *q->cursor)
+    {
+      if (!cursor_decode (q->cursor, &cp, &cpos, &cid, error))
+        return FALSE;
+      mask |= F_CURSOR;
+    }
+
+  sqlite3_stmt *st = list_statement (r, mask, error);
+  if (!st)
+    return FALSE;
+  bind_named_text (st, ":status", q->status);
+  bind_named_text (st, ":assignee", q->assignee);
+  bind_named_int (st, ":priority", q->priority);
+  bind_named_text (st, ":label", q->label);
+  bind_named_text (st, ":done", r->done_status);
+  bind_named_text (st, ":q", q->q);
+  bind_named_int (st, ":cp", cp);
+  {
+    int i = sqlite3_bind_parameter_index (st, ":cpos");
+    if (i)
+      sqlite3_bind_double (st, i, cpos);
+  }
+  bind_named_text (st, ":cid", cid);
+  bind_named_int (st, ":limit", (gint64) limit + 1);
+
+  gsize start = out->len;
+  g_string_append (out, "{\"tasks\":[");
+  guint n = 0;
+  gint64 last_p = 0;
+  double last_pos = 0;
+  g_autofree char *last_id = NULL;
+  gboolean more = FALSE;
+  int rc;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      if (n == limit)
+        {
+          more = TRUE;
+          break;
+        }
+      if (n)
+        g_string_append_c (out, ',');
+      g_string_append_len (out, (const char *) sqlite3_column_text (st, 0), sqlite3_column_bytes (st, 0));
+      if (n + 1 == limit)
+        {
+          last_p = sqlite3_column_int64 (st, 1);
+          last_pos = sqlite3_column_double (st, 2);
+          g_free (last_id);
+          last_id = g_strdup ((const char *) sqlite3_column_text (st, 3));
+        }
+      n++;
+    }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    {
+      /* A malformed full-text query fails here. */
+      const char *msg = sqlite3_errmsg (r->db);
+      g_set_error (error, WSP_ERROR, (mask & F_Q) ? WSP_ERROR_INVALID : WSP_ERROR_FAILED,
+                   (mask & F_Q) ? "q: %s" : "sqlite: %s", msg);
+      sqlite3_reset (st);
+      sqlite3_clear_bindings (st);
+      g_string_truncate (out, start);
+      return FALSE;
+    }
+  sqlite3_reset (st);
+  sqlite3_clear_bindings (st);
+  g_string_append (out, "],\"next_cursor\":");
+  if (more && last_id)
+    {
+      g_autofree char *c = cursor_encode (last_p, last_pos, last_id);
+      g_string_append_printf (out, "\"%s\"}", c);
+    }
+  else
+    g_string_append (out, "null}");
+  return TRUE;
+}
+
+/* ---- history ----------------------------------------------------------- */
+
+typedef struct {
+  WspPeer peer;
+  guint64 seq;
+  guint64 hlc;
+  GBytes *body;
+} HistRow;
+
+static int
+hist_row_cmp (gconstpointer a, gconstpointer b)
+{
+  const HistRow *x = a, *y = b;
+  if (x->hlc != y->hlc)
+    return x->hlc < y->hlc ? -1 : 1;
+  if (x->peer != y->peer)
+    return x->peer < y->peer ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void
+append_value (GString *out, const WspValue *v)
+{
+  switch (v->kind)
+    {
+    case WSP_VALUE_STR: wsp_json_append_string (out, v->str, -1); break;
+    case WSP_VALUE_INT: g_string_append_printf (out, "%" G_GINT64_FORMAT, v->i); break;
+    case WSP_VALUE_FLOAT: wsp_json_append_double (out, v->f); break;
+    default: g_string_append (out, "null"); break;
+    }
+}
+
+static void
+append_dots (GString *out, const WspDot *dots, guint n)
+{
+  g_string_append_c (out, '[');
+  for (guint i = 0; i < n; i++)
+    {
+      char peer[WSP_PEER_HEX_LEN + 1];
+      wsp_peer_to_hex (dots[i].peer, peer);
+      g_string_append_printf (out, "%s{\"peer\":\"%s\",\"seq\":%" G_GUINT64_FORMAT "}", i ? "," : "", peer, dots[i].seq);
+    }
+  g_string_append_c (out, ']');
+}
+
+/* A readable rendering of an op's data for the history endpoint. */
+static void
+append_op_data (GString *out, const WspOp *op)
+{
+  switch (op->type)
+    {
+    case WSP_OP_CREATE:
+      g_string_append_c (out, '{');
+      for (int f = WSP_FIELD_TITLE; f < WSP_FIELD_COUNT; f++)
+        {
+          g_string_append_printf (out, "%s\"%s\":", f > WSP_FIELD_TITLE ? "," : "", wsp_field_to_string ((WspField) f));
+          append_value (out, &op->fields[f]);
+        }
+      g_string_append_c (out, '}');
+      break;
+    case WSP_OP_SET:
+      g_string_append_printf (out, "{\"field\":\"%s\",\"value\":", wsp_field_to_string (op->field));
+      append_value (out, &op->value);
+      g_string_append_c (out, '}');
+      break;
+    case WSP_OP_LABEL_ADD:
+    case WSP_OP_LABEL_REMOVE:
+    case WSP_OP_DEP_ADD:
+    case WSP_OP_DEP_REMOVE:
+      g_string_append_printf (out, "{\"%s\":", (op->type == WSP_OP_LABEL_ADD || op->type == WSP_OP_LABEL_REMOVE) ? "label" : "task");
+      wsp_json_append_string (out, op->text ? op->text : "", -1);
+      if (op->type == WSP_OP_LABEL_REMOVE || op->type == WSP_OP_DEP_REMOVE)
+        {
+          g_string_append (out, ",\"observed\":");
+          append_dots (out, op->observed, op->n_observed);
+        }
+      g_string_append_c (out, '}');
+      break;
+    case WSP_OP_COMMENT_ADD:
+      g_string_append (out, "{\"body\":");
+      wsp_json_append_string (out, op->text ? op->text : "", -1);
+      g_string_append_c (out, '}');
+      break;
+    default:
+      g_string_append (out, "null");
+      break;
+    }
+}
+
+gboolean
+wsp_store_reader_history_json (WspStoreReader *r, const char *id, GString *out, GError **error)
+{
+  sqlite3_stmt *st = r->st_task;
+  sqlite3_bind_text (st, 1, id, -1, SQLITE_STATIC);
+  if (sqlite3_step (st) != SQLITE_ROW)
+    {
+      sqlite3_reset (st);
+      g_set_error (error, WSP_ERROR, WSP_ERROR_NOT_FOUND, "task '%s' not found", id);
+      return FALSE;
+    }
+  gint64 num = sqlite3_column_int64 (st, 0);
+  sqlite3_reset (st);
+
+  g_autoptr (GArray) rows = g_array_new (FALSE, FALSE, sizeof (HistRow));
+  st = r->st_history;
+  sqlite3_bind_int64 (st, 1, num);
+  while (sqlite3_step (st) == SQLITE_ROW)
+    {
+      HistRow h = {
+        (WspPeer) sqlite3_column_int64 (st, 0),
+        (guint64) sqlite3_column_int64 (st, 1),
+        (guint64) sqlite3_column_int64 (st, 2),
+        g_bytes_new (sqlite3_column_blob (st, 3), sqlite3_column_bytes (st, 3)),
+      };
+      g_array_append_val (rows, h);
+    }
+  sqlite3_reset (st);
+  g_array_sort (rows, hist_row_cmp);
+
+  g_string_append (out, "{\"id\":");
+  wsp_json_append_string (out, id, -1);
+  g_string_append (out, ",\"history\":[");
+  for (guint i = 0; i < rows->len; i++)
+    {
+      HistRow *h = &g_array_index (rows, HistRow, i);
+      char peer[WSP_PEER_HEX_LEN + 1], at[25];
+      wsp_peer_to_hex (h->peer, peer);
+      wsp_format_time_ms (WSP_HLC_MS (h->hlc), at);
+      gsize len;
+      const guint8 *body = g_bytes_get_data (h->body, &len);
+      WspOp op = { 0 };
+      gboolean ok = wsp_op_decode (body, len, h->peer, &op);
+      g_string_append_printf (out, "%s{\"peer\":\"%s\",\"seq\":%" G_GUINT64_FORMAT ",\"hlc\":%" G_GUINT64_FORMAT
+                              ",\"type\":\"%s\",\"data\":", i ? "," : "", peer, h->seq, h->hlc,
+                              ok ? wsp_op_type_to_string (op.type) : "unknown");
+      if (ok && op.data_ok)
+        append_op_data (out, &op);
+      else
+        g_string_append (out, "null");
+      g_string_append_printf (out, ",\"at\":\"%s\"}", at);
+      wsp_op_clear (&op);
+      g_bytes_unref (h->body);
+    }
+  g_string_append (out, "]}");
+  return TRUE;
+}
+
+/* ---- clock and counts -------------------------------------------------- */
+
+gboolean
+wsp_store_reader_clock_json (WspStoreReader *r, GString *out, GError **error)
+{
+  WspClock clock;
+  wsp_clock_init (&clock);
+  sqlite3_stmt *st = r->st_clock;
+  int rc;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    wsp_clock_set (&clock, (WspPeer) sqlite3_column_int64 (st, 0), (guint64) sqlite3_column_int64 (st, 1));
+  sqlite3_reset (st);
+  if (rc != SQLITE_DONE)
+    {
+      wsp_clock_clear (&clock);
+      return sql_error (r, error);
+    }
+  wsp_clock_append_json (&clock, out);
+  wsp_clock_clear (&clock);
+  return TRUE;
+}
+
+gint64
+wsp_store_reader_count_tasks (WspStoreReader *r)
+{
+  gint64 n = 0;
+  if (sqlite3_step (r->st_count) == SQLITE_ROW)
+    n = sqlite3_column_int64 (r->st_count, 0);
+  sqlite3_reset (r->st_count);
+  return n;
+}
