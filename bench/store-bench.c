@@ -110,6 +110,9 @@ bench_apply (guint n)
   gint64 t0 = g_get_monotonic_time ();
   guint64 ops = pump (store, n, 4000, rng, "bn", &failed);
   gint64 t1 = g_get_monotonic_time ();
+  WspStoreStats stats;
+  wsp_store_get_stats (store, &stats);
+  fprintf (stderr, "store-bench: %" G_GUINT64_FORMAT " batches\n", stats.batches);
   wsp_store_free (store);
   double secs = (double) (t1 - t0) / 1e6;
   printf ("bench: store.apply_ops_per_s %.0f ops/s\n", (double) ops / secs);

@@ -39,6 +39,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
 typedef enum {
   JOB_WRITE,
   JOB_SYNC_WRITE,
+  JOB_RUN,
 } JobKind;
 
 typedef struct {
@@ -52,6 +53,10 @@ typedef struct {
   gboolean    *sync_finished;
   GError     **sync_error;
   guint       *sync_n_ops;
+  /* JOB_RUN */
+  WspRun         *run;
+  WspIngestDone   ingest_done;
+  WspIngestStatus ingest_status;
   /* Filled while processing. */
   GError      *error;
   guint        n_ops;
@@ -68,13 +73,40 @@ typedef struct {
   gboolean has_pk;
   WspClock full_deps;           /* entrywise max of deps of ops 1..seq */
   gboolean dirty;
+  /* Verified ops seq+1, seq+2 … waiting for their deps (memory only: a
+   * restart forgets them and the peer sends them again). */
+  GQueue   pending;             /* PendingOp* */
 } Author;
+
+typedef struct {
+  guint64 seq;
+  GBytes *body;
+  guint8  hash[WSP_HASH_LEN];
+  WspDot *deps;                 /* as decoded; NULL when the body is undecodable */
+  guint   n_deps;
+} PendingOp;
+
+static void
+pending_op_free (PendingOp *p)
+{
+  g_bytes_unref (p->body);
+  g_free (p->deps);
+  g_free (p);
+}
 
 static void
 author_free (Author *a)
 {
   wsp_clock_clear (&a->full_deps);
+  g_queue_clear_full (&a->pending, (GDestroyNotify) pending_op_free);
   g_free (a);
+}
+
+/* Highest seq of this author held here, applied or pending. */
+static guint64
+author_held (const Author *a)
+{
+  return a->seq + a->pending.length;
 }
 
 /* ---- per-task state, cached for one batch ------------------------------ */
@@ -137,6 +169,8 @@ struct _WspStore {
   GPtrArray   *batch_touched;   /* char* ids of tasks whose view changed */
   guint64      batch_local_last_seq;  /* own ops made in this batch: last seq */
   guint64      batch_local_first_seq;
+  guint        pending_total;   /* ops held across all authors */
+  WspClock     published_clock; /* copy of clock for other threads, under lock */
 
   /* Prepared statements (writer connection). */
   sqlite3_stmt *st_begin, *st_commit, *st_rollback;
@@ -148,6 +182,7 @@ struct _WspStore {
   sqlite3_stmt *st_peer_insert, *st_peer_update;
   sqlite3_stmt *st_meta_set;
   sqlite3_stmt *st_fts_delete, *st_fts_insert;
+  sqlite3_stmt *st_op_hash;
 
   /* Stats (atomics). */
   gint         stat_depth;
@@ -305,6 +340,7 @@ store_prepare (WspStore *self, GError **error)
   PREP (st_peer_update, "UPDATE peers SET seq = ?2, head = ?3, full_deps = ?4, pk = coalesce(?5, pk) WHERE idx = ?1");
   PREP (st_meta_set, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   PREP (st_fts_delete, "DELETE FROM tasks_fts WHERE rowid = ?");
+  PREP (st_op_hash, "SELECT hash FROM ops WHERE peer = ? AND seq = ?");
   PREP (st_fts_insert,
         "INSERT INTO tasks_fts (rowid, title, body, labels, comments) VALUES (?1, ?2, ?3, ?4,"
         " (SELECT group_concat(body, char(10)) FROM comments WHERE num = ?1))");
@@ -320,7 +356,7 @@ store_finalize_statements (WspStore *self)
     &self->st_task_insert, &self->st_task_update, &self->st_op_insert, &self->st_sig_insert,
     &self->st_labels_delete, &self->st_label_insert, &self->st_deps_delete, &self->st_dep_insert,
     &self->st_comment_insert, &self->st_peer_insert, &self->st_peer_update, &self->st_meta_set,
-    &self->st_fts_delete, &self->st_fts_insert,
+    &self->st_fts_delete, &self->st_fts_insert, &self->st_op_hash,
   };
   for (gsize i = 0; i < G_N_ELEMENTS (all); i++)
     {
@@ -1084,6 +1120,209 @@ commit_plan (WspStore *self, Plan *plan, GError **error)
   return TRUE;
 }
 
+
+/* ---- received runs ----------------------------------------------------- */
+
+#define WSP_STORE_MAX_PENDING 200000   /* ops held for causal order, all authors */
+
+/* h(seq) of author a for a seq it holds (applied or pending). */
+static gboolean
+held_hash (WspStore *self, Author *a, guint64 seq, guint8 out[WSP_HASH_LEN], GError **error)
+{
+  if (seq == a->seq)
+    {
+      memcpy (out, a->head, WSP_HASH_LEN);
+      return TRUE;
+    }
+  if (seq > a->seq)
+    {
+      PendingOp *p = g_queue_peek_nth (&a->pending, (guint) (seq - a->seq - 1));
+      g_assert (p && p->seq == seq);
+      memcpy (out, p->hash, WSP_HASH_LEN);
+      return TRUE;
+    }
+  if (seq == 0)
+    {
+      wsp_chain_genesis (self->project_id, a->pk, out);
+      return TRUE;
+    }
+  sqlite3_stmt *st = self->st_op_hash;
+  sqlite3_bind_int64 (st, 1, a->idx);
+  sqlite3_bind_int64 (st, 2, (gint64) seq);
+  gboolean ok = sqlite3_step (st) == SQLITE_ROW && sqlite3_column_bytes (st, 0) == WSP_HASH_LEN;
+  if (ok)
+    memcpy (out, sqlite3_column_blob (st, 0), WSP_HASH_LEN);
+  else
+    g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED, "op %" G_GUINT64_FORMAT " of an author is missing", seq);
+  sqlite3_reset (st);
+  return ok;
+}
+
+static gboolean
+pending_ready (WspStore *self, const PendingOp *p)
+{
+  return !p->deps || wsp_clock_covers (&self->clock, p->deps, p->n_deps);
+}
+
+/* Applies every held op whose deps are now applied, until none is. */
+static gboolean
+drain_pending (WspStore *self, guint *n_applied, GError **error)
+{
+  gboolean progress = TRUE;
+  while (progress && self->pending_total)
+    {
+      progress = FALSE;
+      GHashTableIter it;
+      gpointer value;
+      g_hash_table_iter_init (&it, self->authors);
+      while (g_hash_table_iter_next (&it, NULL, &value))
+        {
+          Author *a = value;
+          PendingOp *p;
+          while ((p = g_queue_peek_head (&a->pending)) && pending_ready (self, p))
+            {
+              gsize len;
+              const guint8 *body = g_bytes_get_data (p->body, &len);
+              if (!apply_op (self, a, p->seq, body, len, p->hash, error))
+                return FALSE;
+              pending_op_free (g_queue_pop_head (&a->pending));
+              self->pending_total--;
+              (*n_applied)++;
+              progress = TRUE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+/* Verifies a run and keeps its new ops. Returns FALSE with CORRUPT for a
+ * run that fails verification (nothing kept), or with another code when
+ * SQLite fails (*fatal set). */
+static gboolean
+ingest_run (WspStore *self, Job *job, gboolean *fatal, GError **error)
+{
+  WspRun *run = job->run;
+  guint n = run->ops ? run->ops->len : 0;
+  *fatal = FALSE;
+  job->ingest_status = WSP_INGEST_OK;
+
+  if (wsp_peer_from_pk (run->pk) != run->peer)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_CORRUPT, "run: pk does not match peer");
+      return FALSE;
+    }
+  if (n == 0 || run->from == 0 || run->from > (guint64) G_MAXINT64 - n)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_CORRUPT, "run: empty or bad 'from'");
+      return FALSE;
+    }
+  Author *a = g_hash_table_lookup (self->authors, &run->peer);
+  guint64 held = a ? author_held (a) : 0;
+  if (run->from > held + 1)
+    {
+      job->ingest_status = WSP_INGEST_GAP;
+      return TRUE;
+    }
+
+  /* Verify the whole chain and the signed head before keeping anything. */
+  guint8 h[WSP_HASH_LEN];
+  if (a)
+    {
+      if (!held_hash (self, a, run->from - 1, h, error))
+        {
+          *fatal = TRUE;
+          return FALSE;
+        }
+    }
+  else
+    wsp_chain_genesis (self->project_id, run->pk, h);
+
+  g_autofree guint8 *hashes = g_malloc ((gsize) n * WSP_HASH_LEN);
+  for (guint i = 0; i < n; i++)
+    {
+      gsize len;
+      const guint8 *body = g_bytes_get_data (g_ptr_array_index (run->ops, i), &len);
+      guint64 seq = run->from + i;
+      wsp_chain_next (h, body, len, h);
+      memcpy (hashes + (gsize) i * WSP_HASH_LEN, h, WSP_HASH_LEN);
+      if (a && seq <= held)
+        {
+          guint8 mine[WSP_HASH_LEN];
+          if (!held_hash (self, a, seq, mine, error))
+            {
+              *fatal = TRUE;
+              return FALSE;
+            }
+          if (memcmp (mine, h, WSP_HASH_LEN) != 0)
+            {
+              char peer[WSP_PEER_HEX_LEN + 1];
+              wsp_peer_to_hex (run->peer, peer);
+              g_set_error (error, WSP_ERROR, WSP_ERROR_CORRUPT,
+                           "run: op %" G_GUINT64_FORMAT " of %s differs from the one held (a fork)", seq, peer);
+              return FALSE;
+            }
+        }
+    }
+  guint64 last = run->from + n - 1;
+  if (!wsp_head_verify (run->pk, run->peer, last, h, run->sig))
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_CORRUPT, "run: bad signature on head %" G_GUINT64_FORMAT, last);
+      return FALSE;
+    }
+
+  guint new_ops = last > held ? (guint) (last - held) : 0;
+  if (self->pending_total + new_ops > WSP_STORE_MAX_PENDING)
+    {
+      /* Too much waiting on missing deps: keep nothing; the peer resends. */
+      job->ingest_status = WSP_INGEST_GAP;
+      return TRUE;
+    }
+
+  if (!a && !(a = author_get (self, run->peer, run->pk, error)))
+    {
+      *fatal = TRUE;
+      return FALSE;
+    }
+  sqlite3_stmt *st = self->st_sig_insert;
+  sqlite3_bind_int64 (st, 1, a->idx);
+  sqlite3_bind_int64 (st, 2, (gint64) last);
+  sqlite3_bind_blob (st, 3, run->sig, WSP_SIG_LEN, SQLITE_STATIC);
+  if (!step_done (self->db, st, error))
+    {
+      *fatal = TRUE;
+      return FALSE;
+    }
+
+  for (guint64 seq = held + 1; seq <= last; seq++)
+    {
+      guint i = (guint) (seq - run->from);
+      PendingOp *p = g_new0 (PendingOp, 1);
+      p->seq = seq;
+      p->body = g_bytes_ref (g_ptr_array_index (run->ops, i));
+      memcpy (p->hash, hashes + (gsize) i * WSP_HASH_LEN, WSP_HASH_LEN);
+      gsize len;
+      const guint8 *body = g_bytes_get_data (p->body, &len);
+      WspOp op = { 0 };
+      if (wsp_op_decode (body, len, run->peer, &op))
+        {
+          p->deps = g_steal_pointer (&op.deps);
+          p->n_deps = op.n_deps;
+          if (!p->deps)
+            p->deps = g_new0 (WspDot, 1);   /* decodable, no deps: still "decoded" */
+        }
+      wsp_op_clear (&op);
+      g_queue_push_tail (&a->pending, p);
+      self->pending_total++;
+    }
+
+  if (!drain_pending (self, &job->n_ops, error))
+    {
+      *fatal = TRUE;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- the writer thread ------------------------------------------------- */
 
 static void
@@ -1100,6 +1339,11 @@ job_finish (WspStore *self, Job *job)
       g_cond_signal (job->sync_cond);
       g_mutex_unlock (job->sync_mutex);
     }
+  else if (job->kind == JOB_RUN)
+    {
+      if (job->ingest_done)
+        job->ingest_done (job->error, job->ingest_status, job->n_ops, job->user_data);
+    }
   else if (job->done)
     {
       WspWriteResult r = { job->error, job->write ? job->write->task_id : NULL, job->n_ops };
@@ -1107,6 +1351,7 @@ job_finish (WspStore *self, Job *job)
     }
   g_clear_error (&job->error);
   wsp_write_free (job->write);
+  wsp_run_free (job->run);
   g_free (job);
 }
 
@@ -1144,6 +1389,7 @@ reload_after_rollback (WspStore *self)
   if (!store_load_authors (self, &error))
     g_critical ("reloading authors after a rollback failed: %s", error->message);
   self->self_author = g_hash_table_lookup (self->authors, &self->identity.peer);
+  self->pending_total = 0;   /* the held ops went with the authors */
 }
 
 static void
@@ -1158,6 +1404,17 @@ process_batch (WspStore *self, GPtrArray *jobs)
   for (guint i = 0; i < jobs->len; i++)
     {
       Job *job = g_ptr_array_index (jobs, i);
+      if (job->kind == JOB_RUN)
+        {
+          gboolean fatal = FALSE;
+          if (!ingest_run (self, job, &fatal, &job->error) && fatal)
+            {
+              /* SQLite failed: the error is in job->error; fail the batch. */
+              error = g_error_copy (job->error);
+              goto failed;
+            }
+          continue;
+        }
       Plan plan = { g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref) };
       if (plan_write (self, job->write, &plan, &job->error))
         {
@@ -1191,6 +1448,10 @@ process_batch (WspStore *self, GPtrArray *jobs)
     goto failed;
 
   __atomic_fetch_add (&self->stat_batches, 1, __ATOMIC_RELAXED);
+  g_mutex_lock (&self->lock);
+  wsp_clock_clear (&self->published_clock);
+  wsp_clock_copy (&self->published_clock, &self->clock);
+  g_mutex_unlock (&self->lock);
 
   for (guint i = 0; i < jobs->len; i++)
     job_finish (self, g_ptr_array_index (jobs, i));
@@ -1280,6 +1541,7 @@ wsp_store_open (const WspStoreOptions *opts, GError **error)
   g_queue_init (&self->queue);
   self->listeners = g_array_new (FALSE, FALSE, sizeof (Listener));
   wsp_clock_init (&self->clock);
+  wsp_clock_init (&self->published_clock);
   self->authors = g_hash_table_new_full (peer_hash, peer_equal, NULL, (GDestroyNotify) author_free);
   self->batch_tasks = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) task_entry_free);
   self->batch_touched = g_ptr_array_new ();
@@ -1326,6 +1588,7 @@ wsp_store_open (const WspStoreOptions *opts, GError **error)
   if (!self->self_author)
     goto fail;
 
+  wsp_clock_copy (&self->published_clock, &self->clock);
   self->thread = g_thread_try_new ("wsp-store", writer_thread, self, error);
   if (!self->thread)
     goto fail;
@@ -1378,6 +1641,7 @@ wsp_store_free (WspStore *self)
   g_ptr_array_unref (self->batch_touched);
   g_hash_table_unref (self->authors);
   wsp_clock_clear (&self->clock);
+  wsp_clock_clear (&self->published_clock);
   g_array_unref (self->listeners);
   g_queue_clear (&self->queue);
   g_mutex_clear (&self->lock);
@@ -1526,4 +1790,98 @@ wsp_write_set_field (WspWrite *w, WspField field, WspValue *v)
   w->fields[field] = *v;
   memset (v, 0, sizeof *v);
   w->field_mask |= 1u << field;
+}
+
+/* ---- runs -------------------------------------------------------------- */
+
+WspRun *
+wsp_run_new (void)
+{
+  WspRun *run = g_new0 (WspRun, 1);
+  run->ops = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  return run;
+}
+
+void
+wsp_run_free (WspRun *run)
+{
+  if (!run)
+    return;
+  g_clear_pointer (&run->ops, g_ptr_array_unref);
+  g_free (run);
+}
+
+gboolean
+wsp_store_submit_run (WspStore *self, WspRun *run, WspIngestDone done, gpointer user_data, GError **error)
+{
+  Job *job = g_new0 (Job, 1);
+  job->kind = JOB_RUN;
+  job->run = run;
+  job->ingest_done = done;
+  job->user_data = user_data;
+  if (!enqueue (self, job, error))
+    {
+      wsp_run_free (run);
+      g_free (job);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+typedef struct {
+  GMutex          mutex;
+  GCond           cond;
+  gboolean        finished;
+  GError         *error;
+  WspIngestStatus status;
+  guint           applied;
+} IngestWait;
+
+static void
+on_ingest_sync_done (const GError *error, WspIngestStatus status, guint n_applied, gpointer data)
+{
+  IngestWait *w = data;
+  g_mutex_lock (&w->mutex);
+  w->error = error ? g_error_copy (error) : NULL;
+  w->status = status;
+  w->applied = n_applied;
+  w->finished = TRUE;
+  g_cond_signal (&w->cond);
+  g_mutex_unlock (&w->mutex);
+}
+
+gboolean
+wsp_store_ingest_sync (WspStore *self, WspRun *run, WspIngestStatus *out_status, guint *out_applied, GError **error)
+{
+  IngestWait w = { 0 };
+  g_mutex_init (&w.mutex);
+  g_cond_init (&w.cond);
+  gboolean ok = wsp_store_submit_run (self, run, on_ingest_sync_done, &w, error);
+  if (ok)
+    {
+      g_mutex_lock (&w.mutex);
+      while (!w.finished)
+        g_cond_wait (&w.cond, &w.mutex);
+      g_mutex_unlock (&w.mutex);
+      if (out_status)
+        *out_status = w.status;
+      if (out_applied)
+        *out_applied = w.applied;
+      if (w.error)
+        {
+          g_propagate_error (error, w.error);
+          ok = FALSE;
+        }
+    }
+  g_mutex_clear (&w.mutex);
+  g_cond_clear (&w.cond);
+  return ok;
+}
+
+void
+wsp_store_get_clock (WspStore *self, WspClock *out)
+{
+  g_mutex_lock (&self->lock);
+  wsp_clock_copy (out, &self->published_clock);
+  g_mutex_unlock (&self->lock);
 }

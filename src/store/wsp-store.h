@@ -85,6 +85,45 @@ gboolean wsp_store_submit (WspStore *self, WspWrite *w, WspWriteDone done,
 /* Blocking variant for tools and tests (not for loop threads). */
 gboolean wsp_store_write_sync (WspStore *self, WspWrite *w, guint *out_n_ops, GError **error);
 
+/* ---- operations from other peers -------------------------------------- */
+
+/* A run (SPEC 7.3): consecutive ops of one author, signed at its last op. */
+typedef struct {
+  WspPeer    peer;
+  guint8     pk[WSP_PK_LEN];
+  guint64    from;                 /* seq of the first op, >= 1 */
+  GPtrArray *ops;                  /* GBytes*: op bodies exactly as received */
+  guint8     sig[WSP_SIG_LEN];     /* signature of the head at from + len - 1 */
+} WspRun;
+
+WspRun *wsp_run_new (void);
+void    wsp_run_free (WspRun *run);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspRun, wsp_run_free)
+
+typedef enum {
+  WSP_INGEST_OK,        /* verified; new ops applied, or held until causally ready */
+  WSP_INGEST_GAP,       /* starts after a gap (ops from-1.. missing): nothing kept; ask again from the clock */
+} WspIngestStatus;
+
+/* Runs on the writer thread after the commit. error (WSP_ERROR_CORRUPT) when
+ * the run failed verification: pk not matching peer, broken chain, a fork
+ * against ops held, bad signature, empty run — nothing of it was kept.
+ * n_applied counts ops of any author applied because of this run. */
+typedef void (*WspIngestDone) (const GError *error, WspIngestStatus status, guint n_applied,
+                               gpointer user_data);
+
+/* Queues a received run. Takes ownership of run. Verifies the hash chain
+ * and signed head before anything is stored, stores the signature, applies
+ * ops in causal order (ops waiting for their deps are held in memory, up to
+ * a bound), ignores ops already applied. BUSY/CLOSED as for writes. */
+gboolean wsp_store_submit_run (WspStore *self, WspRun *run, WspIngestDone done,
+                               gpointer user_data, GError **error);
+/* Blocking variant for tools and tests. */
+gboolean wsp_store_ingest_sync (WspStore *self, WspRun *run, WspIngestStatus *out_status,
+                                guint *out_applied, GError **error);
+/* The current vector clock (copied under the writer's lock; any thread). */
+void     wsp_store_get_clock (WspStore *self, WspClock *out);
+
 /* ---- change notifications --------------------------------------------- */
 
 /* After every committed batch that applied ops: the affected task ids and

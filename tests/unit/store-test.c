@@ -444,6 +444,272 @@ test_backpressure (Fixture *f, gconstpointer data)
   g_assert_cmpuint (stats.writes_rejected_busy, ==, refused);
 }
 
+
+/* ---- received runs ------------------------------------------------------ */
+
+#define PROJECT "abcdefghijklmnopqrstuvwxyz"
+
+/* A simulated remote author: identity, chain head, seq, hlc. */
+typedef struct {
+  WspIdentity id;
+  guint8      head[WSP_HASH_LEN];
+  guint64     seq;
+  guint64     hlc;
+  GPtrArray  *bodies;    /* every body made, index seq-1 */
+} Remote;
+
+static void
+remote_init (Remote *r)
+{
+  wsp_identity_generate (&r->id);
+  wsp_chain_genesis (PROJECT, r->id.pk, r->head);
+  r->seq = 0;
+  r->hlc = (guint64) 1700000000000ULL << 16;
+  r->bodies = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+}
+
+static void
+remote_clear (Remote *r)
+{
+  g_ptr_array_unref (r->bodies);
+}
+
+/* Makes the remote's next op body. deps: optional one entry. */
+static GBytes *
+remote_op (Remote *r, WspOpType type, const char *task, WspField field, const char *text,
+           const WspDot *dep)
+{
+  WspOp op = { 0 };
+  op.hlc = ++r->hlc;
+  op.type = type;
+  op.type_code = type;
+  op.task = (char *) task;
+  op.data_ok = TRUE;
+  if (dep)
+    {
+      op.deps = (WspDot *) dep;
+      op.n_deps = 1;
+    }
+  if (type == WSP_OP_CREATE)
+    {
+      for (int f = 1; f < WSP_FIELD_COUNT; f++)
+        wsp_field_default ((WspField) f, &op.fields[f]);
+      wsp_value_clear (&op.fields[WSP_FIELD_TITLE]);
+      op.fields[WSP_FIELD_TITLE] = wsp_value_str (text);
+    }
+  else if (type == WSP_OP_SET)
+    {
+      op.field = field;
+      op.value = wsp_value_str (text);
+    }
+  else
+    op.text = (char *) text;
+  GBytes *body = wsp_op_encode (&op);
+  for (int f = 1; f < WSP_FIELD_COUNT; f++)
+    wsp_value_clear (&op.fields[f]);
+  wsp_value_clear (&op.value);
+  r->seq++;
+  wsp_chain_next (r->head, g_bytes_get_data (body, NULL), g_bytes_get_size (body), r->head);
+  g_ptr_array_add (r->bodies, g_bytes_ref (body));
+  return body;
+}
+
+/* A signed run of the remote's ops from..to (inclusive). */
+static WspRun *
+remote_run (Remote *r, guint64 from, guint64 to)
+{
+  WspRun *run = wsp_run_new ();
+  run->peer = r->id.peer;
+  memcpy (run->pk, r->id.pk, WSP_PK_LEN);
+  run->from = from;
+  guint8 h[WSP_HASH_LEN];
+  wsp_chain_genesis (PROJECT, r->id.pk, h);
+  for (guint64 s = 1; s <= to; s++)
+    {
+      GBytes *b = g_ptr_array_index (r->bodies, s - 1);
+      wsp_chain_next (h, g_bytes_get_data (b, NULL), g_bytes_get_size (b), h);
+      if (s >= from)
+        g_ptr_array_add (run->ops, g_bytes_ref (b));
+    }
+  wsp_head_sign (&r->id, to, h, run->sig);
+  return run;
+}
+
+static guint
+ingest_ok (Fixture *f, WspRun *run, WspIngestStatus expect)
+{
+  g_autoptr (GError) error = NULL;
+  WspIngestStatus st = 99;
+  guint applied = 0;
+  g_assert_true (wsp_store_ingest_sync (f->store, run, &st, &applied, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (st, ==, expect);
+  return applied;
+}
+
+static void
+ingest_fails (Fixture *f, WspRun *run, const char *needle)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_false (wsp_store_ingest_sync (f->store, run, NULL, NULL, &error));
+  g_assert_error (error, WSP_ERROR, WSP_ERROR_CORRUPT);
+  g_assert_nonnull (strstr (error->message, needle));
+}
+
+static void
+test_ingest_applies_and_is_idempotent (Fixture *f, gconstpointer data)
+{
+  Remote b;
+  remote_init (&b);
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-remote0001", 0, "From afar", NULL));
+  g_bytes_unref (remote_op (&b, WSP_OP_LABEL_ADD, "ws-remote0001", 0, "remote", NULL));
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 1, 2), WSP_INGEST_OK), ==, 2);
+
+  g_autoptr (JsonParser) p = NULL;
+  JsonObject *t = get_task (f, "ws-remote0001", &p);
+  g_assert_cmpstr (json_object_get_string_member (t, "title"), ==, "From afar");
+  g_assert_cmpstr (json_object_get_string_member (t, "created_by"), ==, b.id.peer_hex);
+
+  /* The same run again, and an overlapping one: nothing new. */
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 1, 2), WSP_INGEST_OK), ==, 0);
+  g_bytes_unref (remote_op (&b, WSP_OP_SET, "ws-remote0001", WSP_FIELD_TITLE, "Renamed", NULL));
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 2, 3), WSP_INGEST_OK), ==, 1);
+
+  WspClock clock;
+  wsp_clock_init (&clock);
+  wsp_store_get_clock (f->store, &clock);
+  g_assert_cmpuint (wsp_clock_get (&clock, b.id.peer), ==, 3);
+  wsp_clock_clear (&clock);
+  remote_clear (&b);
+}
+
+static void
+test_ingest_rejects_tampering (Fixture *f, gconstpointer data)
+{
+  Remote b;
+  remote_init (&b);
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-tamper0001", 0, "Honest", NULL));
+
+  /* A body changed after signing. */
+  WspRun *run = remote_run (&b, 1, 1);
+  gsize len;
+  const guint8 *orig = g_bytes_get_data (g_ptr_array_index (run->ops, 0), &len);
+  g_autofree guint8 *evil = g_memdup2 (orig, len);
+  evil[len - 2] ^= 0x01;
+  g_bytes_unref (g_ptr_array_index (run->ops, 0));
+  g_ptr_array_index (run->ops, 0) = g_bytes_new (evil, len);
+  ingest_fails (f, run, "signature");
+
+  /* A bad signature. */
+  run = remote_run (&b, 1, 1);
+  run->sig[5] ^= 0x40;
+  ingest_fails (f, run, "signature");
+
+  /* Ops claiming another author: pk of b, peer of someone else. */
+  run = remote_run (&b, 1, 1);
+  run->peer ^= 1;
+  ingest_fails (f, run, "pk");
+
+  /* Nothing of that was kept. */
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_false (wsp_store_reader_task_json (f->reader, "ws-tamper0001", out, &error));
+  g_assert_error (error, WSP_ERROR, WSP_ERROR_NOT_FOUND);
+
+  /* The honest run still goes through. */
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 1, 1), WSP_INGEST_OK), ==, 1);
+  remote_clear (&b);
+}
+
+static void
+test_ingest_detects_fork (Fixture *f, gconstpointer data)
+{
+  Remote b;
+  remote_init (&b);
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-fork000001", 0, "One", NULL));
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 1, 1), WSP_INGEST_OK), ==, 1);
+
+  /* The same author signs a different history for seq 1. */
+  Remote forked = b;
+  forked.bodies = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  wsp_chain_genesis (PROJECT, forked.id.pk, forked.head);
+  forked.seq = 0;
+  g_bytes_unref (remote_op (&forked, WSP_OP_CREATE, "ws-fork000001", 0, "Other", NULL));
+  ingest_fails (f, remote_run (&forked, 1, 1), "fork");
+  remote_clear (&forked);
+  remote_clear (&b);
+}
+
+static void
+test_ingest_gap_and_causal_wait (Fixture *f, gconstpointer data)
+{
+  Remote b, c;
+  remote_init (&b);
+  remote_init (&c);
+  g_bytes_unref (remote_op (&c, WSP_OP_CREATE, "ws-causal0001", 0, "By c", NULL));
+  WspDot dep = { c.id.peer, 1 };
+  g_bytes_unref (remote_op (&b, WSP_OP_SET, "ws-causal0001", WSP_FIELD_TITLE, "Edited by b", &dep));
+  g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-causal0001", 0, "b was here", NULL));
+
+  /* A run starting after a gap is not kept. */
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 2, 2), WSP_INGEST_GAP), ==, 0);
+  /* b's ops wait for c's create… */
+  g_assert_cmpuint (ingest_ok (f, remote_run (&b, 1, 2), WSP_INGEST_OK), ==, 0);
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_false (wsp_store_reader_task_json (f->reader, "ws-causal0001", out, &error));
+  /* …which releases them. */
+  g_assert_cmpuint (ingest_ok (f, remote_run (&c, 1, 1), WSP_INGEST_OK), ==, 3);
+  g_autoptr (JsonParser) p = NULL;
+  JsonObject *t = get_task (f, "ws-causal0001", &p);
+  g_assert_cmpstr (json_object_get_string_member (t, "title"), ==, "Edited by b");
+  JsonArray *comments = json_object_get_array_member (t, "comments");
+  g_assert_cmpuint (json_array_get_length (comments), ==, 1);
+  g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (comments, 0), "author"), ==, b.id.peer_hex);
+  remote_clear (&b);
+  remote_clear (&c);
+}
+
+/* A local title edit concurrent with a remote one: both kept, one shown. */
+static void
+test_concurrent_title_conflict (Fixture *f, gconstpointer data)
+{
+  Remote b;
+  remote_init (&b);
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-conflict01", 0, "Base", NULL));
+  ingest_ok (f, remote_run (&b, 1, 1), WSP_INGEST_OK);
+
+  WspWrite *w = wsp_write_new (WSP_WRITE_UPDATE, "ws-conflict01");
+  WspValue v = wsp_value_str ("Local title");
+  wsp_write_set_field (w, WSP_FIELD_TITLE, &v);
+  write_ok (f, w);
+  /* b did not see the local edit. */
+  g_bytes_unref (remote_op (&b, WSP_OP_SET, "ws-conflict01", WSP_FIELD_TITLE, "Remote title", NULL));
+  ingest_ok (f, remote_run (&b, 2, 2), WSP_INGEST_OK);
+
+  g_autoptr (JsonParser) p = NULL;
+  JsonObject *t = get_task (f, "ws-conflict01", &p);
+  JsonArray *conflicts = json_object_get_array_member (t, "conflicts");
+  g_assert_cmpuint (json_array_get_length (conflicts), ==, 1);
+  JsonObject *c = json_array_get_object_element (conflicts, 0);
+  g_assert_cmpstr (json_object_get_string_member (c, "field"), ==, "title");
+  const char *shown = json_object_get_string_member (t, "title");
+  const char *other = json_object_get_string_member (c, "value");
+  g_assert_cmpstr (shown, !=, other);
+  g_assert_true ((g_str_equal (shown, "Local title") && g_str_equal (other, "Remote title"))
+                 || (g_str_equal (shown, "Remote title") && g_str_equal (other, "Local title")));
+
+  /* A local write that has seen both resolves the conflict. */
+  w = wsp_write_new (WSP_WRITE_UPDATE, "ws-conflict01");
+  v = wsp_value_str ("Merged title");
+  wsp_write_set_field (w, WSP_FIELD_TITLE, &v);
+  write_ok (f, w);
+  g_autoptr (JsonParser) p2 = NULL;
+  t = get_task (f, "ws-conflict01", &p2);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (t, "conflicts")), ==, 0);
+  remote_clear (&b);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -460,6 +726,11 @@ main (int argc, char **argv)
   ADD ("full-text", test_full_text);
   ADD ("persistence-and-chain", test_persistence_and_chain);
   ADD ("backpressure", test_backpressure);
+  ADD ("ingest-applies-and-is-idempotent", test_ingest_applies_and_is_idempotent);
+  ADD ("ingest-rejects-tampering", test_ingest_rejects_tampering);
+  ADD ("ingest-detects-fork", test_ingest_detects_fork);
+  ADD ("ingest-gap-and-causal-wait", test_ingest_gap_and_causal_wait);
+  ADD ("concurrent-title-conflict", test_concurrent_title_conflict);
 #undef ADD
   return g_test_run ();
 }
