@@ -73,13 +73,22 @@ void     wsp_format_time_ms (guint64 unix_ms, char buf[25]);
 /* Valid calendar date YYYY-MM-DD (exactly 10 chars). */
 gboolean wsp_date_is_valid (const char *s, gsize len);
 
+/* ---- text -------------------------------------------------------------- */
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+ * Unlike g_utf8_validate_len() it accepts U+0000, which is valid UTF-8. */
+gboolean wsp_utf8_is_valid (const char *s, gsize len);
+
 /* ---- JSON output ------------------------------------------------------- */
 
 /* Appends s (len bytes, or -1 for NUL-terminated) as a JSON string literal
- * with quotes. Invalid UTF-8 bytes are replaced with U+FFFD. */
+ * with quotes. '"' and '\\' are backslash-escaped, every control char below
+ * 0x20 (NUL included) is written as \u00XX, and each byte that is not part
+ * of valid UTF-8 becomes U+FFFD. NULL appends "". */
 void     wsp_json_append_string (GString *out, const char *s, gssize len);
-/* Appends a double in shortest round-trip form ("%.17g" trimmed); integers
- * print without a fraction. Non-finite values print as 0. */
+/* Appends a double in shortest round-trip form (the first of %.15g, %.16g,
+ * %.17g that reads back exactly, in the C locale); integers below 2^53
+ * print without a fraction ("3"), -0 prints "0", non-finite values "0". */
 void     wsp_json_append_double (GString *out, double v);
 
 G_END_DECLS

@@ -111,7 +111,11 @@ void wsp_op_clear (WspOp *op);
  * (SPEC 7.3: not a 5-array, bad hlc, bad deps keys/values, deps naming the
  * author, type 0, non-string task, invalid UTF-8, data nested > 8 levels,
  * trailing bytes). Such a body is still stored and counted; its deps are
- * empty. When TRUE, op->data_ok tells whether the data has a valid shape. */
+ * empty. When TRUE, op->data_ok tells whether the data has a valid shape.
+ * Depth counts containers: data `[[1]]` is 2 levels; 8 decode, 9 do not.
+ * Strings holding U+0000 cannot be C strings: in data they count as the
+ * wrong type (so a label "a\0b" is a no-op); a task id holding one makes
+ * the body undecodable. On FALSE, *op holds nothing to free. */
 gboolean wsp_op_decode (const guint8 *body, gsize len, WspPeer author, WspOp *op);
 
 /* Encodes a local op body. deps are the entries changed since the author's
@@ -119,5 +123,13 @@ gboolean wsp_op_decode (const guint8 *body, gsize len, WspPeer author, WspOp *op
  * written from op->fields; SET uses field/value; LABEL/DEP/COMMENT use text
  * (+ observed for removes). Returns a new GBytes. */
 GBytes  *wsp_op_encode (const WspOp *op);
+
+/* Checks that data is exactly one well-formed MessagePack value: every
+ * container's declared count fits in the remaining bytes, containers nest
+ * at most max_depth deep (a scalar is depth 0, [1] depth 1), every str is
+ * valid UTF-8 (wsp_utf8_is_valid), no reserved bytes, no trailing bytes.
+ * Run it before msgpack-c on untrusted bytes: msgpack-c sizes allocations
+ * by declared counts and would otherwise try gigabytes for a 5-byte input. */
+gboolean wsp_msgpack_check (const guint8 *data, gsize len, guint max_depth);
 
 G_END_DECLS

@@ -32,6 +32,8 @@ typedef struct {
 int wsp_stamp_compare (const WspStamp *a, const WspStamp *b);
 
 /* What applying one op did. */
+/* NOOP means the state did not change at all (no need to re-encode it);
+ * updated_hlc moves only with CHANGED and COMMENT. */
 typedef enum {
   WSP_APPLY_NOOP = 0,     /* ignored: no-op, unknown type, after delete… */
   WSP_APPLY_CHANGED,      /* the task's view may have changed */
@@ -42,7 +44,8 @@ WspTaskState *wsp_task_state_new (const char *task_id);
 void          wsp_task_state_free (WspTaskState *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspTaskState, wsp_task_state_free)
 
-/* Applies one decoded op (op->task must equal the state's id).
+/* Applies one decoded op (an op for another task id is a NOOP).
+ * full_deps may be NULL (treated as empty).
  * stamp: the op's (hlc, author, seq). full_deps: the author's full deps at
  * this op (SPEC 7.3: entrywise max of deps of ops 1..seq), used to decide
  * which kept title/body writes this op causally follows. */
@@ -81,8 +84,16 @@ typedef struct {
   GArray     *conflicts;    /* WspConflict, sorted hlc, peer, seq, title<body */
 } WspTaskView;
 
-/* Fills view from state; strings borrow from self (valid until the next
- * apply or free) except the arrays, which the view owns. */
+/* Fills view from state. Every string — including the label and
+ * dependency strings inside the arrays and each conflict's value — borrows
+ * from self (valid until the next apply, decode or free); the three arrays
+ * themselves are the view's (wsp_task_view_clear frees them, not the
+ * strings).
+ *
+ * A tombstone (deleted) renders blank: default fields, no labels, deps or
+ * conflicts, created_hlc/created_by 0, exists TRUE, and updated_hlc the
+ * latest delete or comment. Its fields would otherwise depend on which ops
+ * concurrent with the delete arrived first, and replicas must agree. */
 void wsp_task_state_view (const WspTaskState *self, WspTaskView *view);
 void wsp_task_view_clear (WspTaskView *view);
 

@@ -21,6 +21,7 @@
 
 #include <glib-unix.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,13 @@ run (int argc, char **argv)
   WspIdentity identity;
   Daemon d = { 0 };
 
+  /* Signals first: a SIGTERM during start-up still ends in a clean stop
+   * (the loop quits as soon as it runs). */
+  d.loop = g_main_loop_new (NULL, FALSE);
+  g_unix_signal_add (SIGINT, on_signal, &d);
+  g_unix_signal_add (SIGTERM, on_signal, &d);
+  signal (SIGPIPE, SIG_IGN);
+
   if (!wsp_config_load (&paths, &flags, &config, &error) || !wsp_log_init (config.log_level, &error))
     {
       fprintf (stderr, "wspd: %s\n", error->message);
@@ -151,8 +159,8 @@ run (int argc, char **argv)
     g_autofree char *board = wsp_http_board_url (http);
     if (ok)
       {
-        g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "URL", "%s", info.url,
-                          "PEER_ID", "%s", identity.peer_hex, "WORKSPACE", "%s", paths.root,
+        g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "URL", info.url,
+                          "PEER_ID", identity.peer_hex, "WORKSPACE", paths.root,
                           "MESSAGE", "listening");
         printf ("WorkStream board: %s\n", board);
         fflush (stdout);
@@ -165,9 +173,6 @@ run (int argc, char **argv)
       }
   }
 
-  d.loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGINT, on_signal, &d);
-  g_unix_signal_add (SIGTERM, on_signal, &d);
   g_main_loop_run (d.loop);
   status = 0;
 

@@ -28,6 +28,7 @@
 
 #define WSP_STORE_DEFAULT_QUEUE 1024
 #define WSP_STORE_MAX_BATCH     512      /* jobs per transaction */
+#define WSP_STORE_MAX_BATCH_OPS 50000    /* received ops per transaction */
 /* A run holding one op must fit 61,440 bytes (SPEC 7.3); the run's map
  * costs at most ~120 bytes besides the body. */
 #define WSP_MAX_OP_BODY         (61440 - 160)
@@ -115,7 +116,11 @@ typedef struct {
   gint64        num;
   char         *id;
   WspTaskState *state;
-  gboolean      dirty;
+  gboolean      dirty;          /* the row must be rewritten */
+  gboolean      is_new;         /* row inserted in this batch: no side rows yet */
+  gboolean      labels_dirty;   /* task_labels rows may have changed */
+  gboolean      deps_dirty;     /* task_deps rows may have changed */
+  gboolean      fts_dirty;      /* the full-text row may have changed */
   GArray       *new_comments;   /* Comment */
 } TaskEntry;
 
@@ -487,6 +492,7 @@ task_entry_get (WspStore *self, const char *id, gboolean create_row, GError **er
       t->num = sqlite3_last_insert_rowid (self->db);
       t->id = g_strdup (id);
       t->state = wsp_task_state_new (id);
+      t->is_new = TRUE;
     }
   g_hash_table_insert (self->batch_tasks, t->id, t);
   return t;
@@ -523,6 +529,31 @@ apply_op (WspStore *self, Author *a, guint64 seq, const guint8 *body, gsize len,
           if (!t->dirty)
             g_ptr_array_add (self->batch_touched, t->id);
           t->dirty = TRUE;
+          /* Which side tables this op can change. */
+          switch (op.type)
+            {
+            case WSP_OP_CREATE:
+            case WSP_OP_DELETE:
+              t->labels_dirty = t->deps_dirty = t->fts_dirty = TRUE;
+              break;
+            case WSP_OP_LABEL_ADD:
+            case WSP_OP_LABEL_REMOVE:
+              t->labels_dirty = t->fts_dirty = TRUE;
+              break;
+            case WSP_OP_DEP_ADD:
+            case WSP_OP_DEP_REMOVE:
+              t->deps_dirty = TRUE;
+              break;
+            case WSP_OP_COMMENT_ADD:
+              t->fts_dirty = TRUE;
+              break;
+            case WSP_OP_SET:
+              if (op.field == WSP_FIELD_TITLE || op.field == WSP_FIELD_BODY)
+                t->fts_dirty = TRUE;
+              break;
+            default:
+              break;
+            }
         }
       if (r == WSP_APPLY_COMMENT)
         {
@@ -682,23 +713,23 @@ flush_task (WspStore *self, TaskEntry *t, GString *json, GString *conflicts, GEr
   gboolean ok = step_done (self->db, st, error);
 
   /* Labels and dependencies: replace the rows of this task. */
-  if (ok)
+  if (ok && t->labels_dirty && !t->is_new)
     {
       sqlite3_bind_int64 (self->st_labels_delete, 1, t->num);
       ok = step_done (self->db, self->st_labels_delete, error);
     }
-  for (guint i = 0; ok && live && i < v.labels->len; i++)
+  for (guint i = 0; ok && live && t->labels_dirty && i < v.labels->len; i++)
     {
       sqlite3_bind_text (self->st_label_insert, 1, g_ptr_array_index (v.labels, i), -1, SQLITE_STATIC);
       sqlite3_bind_int64 (self->st_label_insert, 2, t->num);
       ok = step_done (self->db, self->st_label_insert, error);
     }
-  if (ok)
+  if (ok && t->deps_dirty && !t->is_new)
     {
       sqlite3_bind_int64 (self->st_deps_delete, 1, t->num);
       ok = step_done (self->db, self->st_deps_delete, error);
     }
-  for (guint i = 0; ok && live && i < v.depends_on->len; i++)
+  for (guint i = 0; ok && live && t->deps_dirty && i < v.depends_on->len; i++)
     {
       sqlite3_bind_int64 (self->st_dep_insert, 1, t->num);
       sqlite3_bind_text (self->st_dep_insert, 2, g_ptr_array_index (v.depends_on, i), -1, SQLITE_STATIC);
@@ -717,12 +748,12 @@ flush_task (WspStore *self, TaskEntry *t, GString *json, GString *conflicts, GEr
     }
 
   /* Full-text row: rewritten whole (comments come from the table above). */
-  if (ok)
+  if (ok && t->fts_dirty && !t->is_new)
     {
       sqlite3_bind_int64 (self->st_fts_delete, 1, t->num);
       ok = step_done (self->db, self->st_fts_delete, error);
     }
-  if (ok && live)
+  if (ok && live && t->fts_dirty)
     {
       g_autofree char *labels = NULL;
       g_ptr_array_add (v.labels, NULL);
@@ -1501,8 +1532,16 @@ writer_thread (gpointer data)
           g_mutex_unlock (&self->lock);
           break;
         }
-      while (jobs->len < WSP_STORE_MAX_BATCH && !g_queue_is_empty (&self->queue))
-        g_ptr_array_add (jobs, g_queue_pop_head (&self->queue));
+      /* A batch is bounded in jobs and in received ops, so that one commit
+       * (and the latency of everything in it) stays short. */
+      guint weight = 0;
+      while (jobs->len < WSP_STORE_MAX_BATCH && weight < WSP_STORE_MAX_BATCH_OPS
+             && !g_queue_is_empty (&self->queue))
+        {
+          Job *job = g_queue_pop_head (&self->queue);
+          weight += job->kind == JOB_RUN && job->run->ops ? job->run->ops->len : 1;
+          g_ptr_array_add (jobs, job);
+        }
       g_atomic_int_set (&self->stat_depth, (gint) g_queue_get_length (&self->queue));
       g_mutex_unlock (&self->lock);
 

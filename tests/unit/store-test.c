@@ -648,6 +648,7 @@ test_ingest_gap_and_causal_wait (Fixture *f, gconstpointer data)
   remote_init (&c);
   g_bytes_unref (remote_op (&c, WSP_OP_CREATE, "ws-causal0001", 0, "By c", NULL));
   WspDot dep = { c.id.peer, 1 };
+  b.hlc = MAX (b.hlc, c.hlc);   /* b has seen c's op: its clock is past it */
   g_bytes_unref (remote_op (&b, WSP_OP_SET, "ws-causal0001", WSP_FIELD_TITLE, "Edited by b", &dep));
   g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-causal0001", 0, "b was here", NULL));
 

@@ -1,0 +1,270 @@
+/* wsp-cli-print.c — owns how `wsp` shows API answers to people: the list
+ * table, one task with its comments and conflicts, history and search hits.
+ *
+ * Everything printed from the API goes through wsp_sanitize: task text may
+ * come from any peer of the project, and a title holding an escape sequence
+ * must not be able to rewrite the user's terminal. Column widths count
+ * characters, not bytes, so non-ASCII titles stay aligned.
+ */
+#include "cli/wsp-cli-print.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *
+wsp_json_get_string (JsonObject *obj, const char *name)
+{
+  JsonNode *n = obj != NULL ? json_object_get_member (obj, name) : NULL;
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
+gint64
+wsp_json_get_int (JsonObject *obj, const char *name, gint64 fallback)
+{
+  JsonNode *n = obj != NULL ? json_object_get_member (obj, name) : NULL;
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+    return fallback;
+  if (json_node_get_value_type (n) == G_TYPE_INT64)
+    return json_node_get_int (n);
+  if (json_node_get_value_type (n) == G_TYPE_DOUBLE)
+    return (gint64) json_node_get_double (n);
+  return fallback;
+}
+
+JsonArray *
+wsp_json_get_array (JsonObject *obj, const char *name)
+{
+  JsonNode *n = obj != NULL ? json_object_get_member (obj, name) : NULL;
+  if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n))
+    return NULL;
+  return json_node_get_array (n);
+}
+
+char *
+wsp_sanitize (const char *s, gboolean multiline)
+{
+  if (s == NULL)
+    return g_strdup ("");
+  g_autofree char *valid = g_utf8_make_valid (s, -1);
+  GString *out = g_string_sized_new (strlen (valid));
+  for (const char *p = valid; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+      if (multiline && (c == '\n' || c == '\t'))
+        g_string_append_unichar (out, c);
+      else if (c == '\n' || c == '\t' || c == '\r')
+        g_string_append_c (out, ' ');
+      else if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+        g_string_append_c (out, '?');
+      else
+        g_string_append_unichar (out, c);
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Prints S left-aligned in WIDTH characters. */
+static void
+print_padded (const char *s, guint width)
+{
+  glong n = g_utf8_strlen (s, -1);
+  fputs (s, stdout);
+  for (glong i = n; i < (glong) width; i++)
+    fputc (' ', stdout);
+}
+
+/* "a, b, c" of an array of strings, sanitised; NULL when empty. */
+static char *
+join_strings (JsonArray *arr)
+{
+  if (arr == NULL || json_array_get_length (arr) == 0)
+    return NULL;
+  GString *out = g_string_new (NULL);
+  for (guint i = 0; i < json_array_get_length (arr); i++)
+    {
+      JsonNode *n = json_array_get_element (arr, i);
+      if (json_node_get_value_type (n) != G_TYPE_STRING)
+        continue;
+      g_autofree char *clean = wsp_sanitize (json_node_get_string (n), FALSE);
+      if (out->len > 0)
+        g_string_append (out, ", ");
+      g_string_append (out, clean);
+    }
+  return g_string_free (out, FALSE);
+}
+
+void
+wsp_print_task_table (JsonArray *tasks)
+{
+  guint n = json_array_get_length (tasks);
+  guint w_id = 2, w_status = 6;
+
+  for (guint i = 0; i < n; i++)
+    {
+      JsonObject *t = json_array_get_object_element (tasks, i);
+      if (t == NULL)
+        continue;
+      g_autofree char *id = wsp_sanitize (wsp_json_get_string (t, "id"), FALSE);
+      g_autofree char *status = wsp_sanitize (wsp_json_get_string (t, "status"), FALSE);
+      w_id = MAX (w_id, (guint) g_utf8_strlen (id, -1));
+      w_status = MAX (w_status, (guint) g_utf8_strlen (status, -1));
+    }
+
+  GString *line = g_string_new (NULL);
+  print_padded ("ID", w_id + 2);
+  print_padded ("STATUS", w_status + 2);
+  fputs ("PRI  TITLE\n", stdout);
+  for (guint i = 0; i < n; i++)
+    {
+      JsonObject *t = json_array_get_object_element (tasks, i);
+      if (t == NULL)
+        continue;
+      g_autofree char *id = wsp_sanitize (wsp_json_get_string (t, "id"), FALSE);
+      g_autofree char *status = wsp_sanitize (wsp_json_get_string (t, "status"), FALSE);
+      g_autofree char *title = wsp_sanitize (wsp_json_get_string (t, "title"), FALSE);
+      const char *assignee = wsp_json_get_string (t, "assignee");
+      g_autofree char *labels = join_strings (wsp_json_get_array (t, "labels"));
+
+      print_padded (id, w_id + 2);
+      print_padded (status, w_status + 2);
+      g_string_printf (line, "%" G_GINT64_FORMAT, wsp_json_get_int (t, "priority", 2));
+      print_padded (line->str, 5);
+      fputs (title, stdout);
+      if (assignee != NULL && *assignee != '\0')
+        {
+          g_autofree char *clean = wsp_sanitize (assignee, FALSE);
+          printf ("  @%s", clean);
+        }
+      if (labels != NULL)
+        printf ("  [%s]", labels);
+      fputc ('\n', stdout);
+    }
+  g_string_free (line, TRUE);
+}
+
+static void
+print_field (const char *name, const char *value)
+{
+  g_autofree char *clean = value != NULL && *value != '\0' ? wsp_sanitize (value, FALSE) : g_strdup ("-");
+  printf ("%-11s %s\n", name, clean);
+}
+
+/* Prints TEXT indented by INDENT spaces on every line. */
+static void
+print_indented (const char *text, const char *indent)
+{
+  g_autofree char *clean = wsp_sanitize (text, TRUE);
+  g_auto(GStrv) lines = g_strsplit (clean, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      if (lines[i + 1] == NULL && *lines[i] == '\0' && i > 0)
+        break;   /* the trailing newline */
+      printf ("%s%s\n", *lines[i] != '\0' ? indent : "", lines[i]);
+    }
+}
+
+void
+wsp_print_task (JsonObject *task)
+{
+  g_autofree char *id = wsp_sanitize (wsp_json_get_string (task, "id"), FALSE);
+  g_autofree char *title = wsp_sanitize (wsp_json_get_string (task, "title"), FALSE);
+  g_autofree char *priority = g_strdup_printf ("%" G_GINT64_FORMAT, wsp_json_get_int (task, "priority", 2));
+  g_autofree char *labels = join_strings (wsp_json_get_array (task, "labels"));
+  g_autofree char *deps = join_strings (wsp_json_get_array (task, "depends_on"));
+  g_autofree char *position = NULL;
+  JsonNode *pos = json_object_get_member (task, "position");
+
+  if (pos != NULL && JSON_NODE_HOLDS_VALUE (pos))
+    {
+      if (json_node_get_value_type (pos) == G_TYPE_INT64)
+        position = g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (pos));
+      else if (json_node_get_value_type (pos) == G_TYPE_DOUBLE)
+        position = g_strdup_printf ("%g", json_node_get_double (pos));
+    }
+
+  printf ("%s  %s\n", id, title);
+  print_field ("status:", wsp_json_get_string (task, "status"));
+  print_field ("priority:", priority);
+  print_field ("assignee:", wsp_json_get_string (task, "assignee"));
+  print_field ("labels:", labels);
+  print_field ("depends on:", deps);
+  print_field ("parent:", wsp_json_get_string (task, "parent"));
+  print_field ("due:", wsp_json_get_string (task, "due"));
+  print_field ("position:", position);
+  print_field ("created:", wsp_json_get_string (task, "created_at"));
+  print_field ("created by:", wsp_json_get_string (task, "created_by"));
+  print_field ("updated:", wsp_json_get_string (task, "updated_at"));
+
+  const char *body = wsp_json_get_string (task, "body");
+  if (body != NULL && *body != '\0')
+    {
+      fputc ('\n', stdout);
+      print_indented (body, "    ");
+    }
+
+  JsonArray *comments = wsp_json_get_array (task, "comments");
+  if (comments != NULL && json_array_get_length (comments) > 0)
+    {
+      printf ("\ncomments (%u):\n", json_array_get_length (comments));
+      for (guint i = 0; i < json_array_get_length (comments); i++)
+        {
+          JsonObject *c = json_array_get_object_element (comments, i);
+          g_autofree char *author = wsp_sanitize (wsp_json_get_string (c, "author"), FALSE);
+          g_autofree char *at = wsp_sanitize (wsp_json_get_string (c, "created_at"), FALSE);
+          printf ("  %s  %s\n", at, author);
+          print_indented (wsp_json_get_string (c, "body"), "    ");
+        }
+    }
+
+  JsonArray *conflicts = wsp_json_get_array (task, "conflicts");
+  if (conflicts != NULL && json_array_get_length (conflicts) > 0)
+    {
+      printf ("\nconflicts (%u): concurrent edits not shown above\n", json_array_get_length (conflicts));
+      for (guint i = 0; i < json_array_get_length (conflicts); i++)
+        {
+          JsonObject *c = json_array_get_object_element (conflicts, i);
+          g_autofree char *field = wsp_sanitize (wsp_json_get_string (c, "field"), FALSE);
+          g_autofree char *peer = wsp_sanitize (wsp_json_get_string (c, "peer"), FALSE);
+          g_autofree char *at = wsp_sanitize (wsp_json_get_string (c, "at"), FALSE);
+          printf ("  %s  %s  from %s:\n", at, field, peer);
+          print_indented (wsp_json_get_string (c, "value"), "    ");
+        }
+    }
+}
+
+void
+wsp_print_history (JsonArray *history)
+{
+  for (guint i = 0; i < json_array_get_length (history); i++)
+    {
+      JsonObject *e = json_array_get_object_element (history, i);
+      if (e == NULL)
+        continue;
+      g_autofree char *at = wsp_sanitize (wsp_json_get_string (e, "at"), FALSE);
+      g_autofree char *peer = wsp_sanitize (wsp_json_get_string (e, "peer"), FALSE);
+      g_autofree char *type = wsp_sanitize (wsp_json_get_string (e, "type"), FALSE);
+      JsonNode *data = json_object_get_member (e, "data");
+      g_autofree char *data_json = data != NULL ? json_to_string (data, FALSE) : g_strdup ("null");
+      g_autofree char *data_clean = wsp_sanitize (data_json, FALSE);
+      printf ("%s  %s  %4" G_GINT64_FORMAT "  %-12s %s\n", at, peer, wsp_json_get_int (e, "seq", 0),
+              type, data_clean);
+    }
+}
+
+void
+wsp_print_search_hits (JsonArray *hits)
+{
+  for (guint i = 0; i < json_array_get_length (hits); i++)
+    {
+      JsonObject *h = json_array_get_object_element (hits, i);
+      if (h == NULL)
+        continue;
+      g_autofree char *id = wsp_sanitize (wsp_json_get_string (h, "id"), FALSE);
+      g_autofree char *title = wsp_sanitize (wsp_json_get_string (h, "title"), FALSE);
+      g_autofree char *snippet = wsp_sanitize (wsp_json_get_string (h, "snippet"), FALSE);
+      printf ("%s  %s\n", id, title);
+      if (*snippet != '\0')
+        printf ("    %s\n", snippet);
+    }
+}
