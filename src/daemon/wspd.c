@@ -89,8 +89,6 @@ run (int argc, char **argv)
   if (!wsp_workspace_find (workspace, &paths, &error))
     {
       fprintf (stderr, "wspd: %s\n", error->message);
-      if (g_error_matches (error, WSP_ERROR, WSP_ERROR_NOT_FOUND))
-        fprintf (stderr, "wspd: create one with `wsp init`\n");
       return 1;
     }
 
@@ -126,6 +124,8 @@ run (int argc, char **argv)
       g_critical ("%s", error->message);
       goto out;
     }
+  if (config.peer_listen || (config.ice_addresses && config.ice_addresses[0]) || (config.signal_urls && config.signal_urls[0]))
+    g_warning ("peer sync is not available in this version yet: the [sync] settings are ignored");
 
   WspStoreOptions sopts = { paths.db_path, config.project_id, &identity, 0 };
   if (!(store = wsp_store_open (&sopts, &error)))
