@@ -117,9 +117,11 @@ def wrk(url, token, seconds=10, script=None):
 
 def nginx_rps(size, seconds):
     d = tempfile.mkdtemp(prefix="wsp-nginx-")
+    os.chmod(d, 0o755)            # nginx workers run as an unprivileged user
     port = free_port()
     with open(os.path.join(d, "task.json"), "wb") as f:
         f.write(b"x" * size)
+    os.chmod(os.path.join(d, "task.json"), 0o644)
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""
