@@ -28,7 +28,7 @@
 
 #define WSP_STORE_DEFAULT_QUEUE 1024
 #define WSP_STORE_MAX_BATCH     512      /* jobs per transaction */
-#define WSP_STORE_MAX_BATCH_OPS 50000    /* received ops per transaction */
+#define WSP_STORE_MAX_BATCH_OPS 200000   /* received ops per transaction */
 /* A run holding one op must fit 61,440 bytes (SPEC 7.3); the run's map
  * costs at most ~120 bytes besides the body. */
 #define WSP_MAX_OP_BODY         (61440 - 160)
@@ -80,18 +80,18 @@ typedef struct {
 } Author;
 
 typedef struct {
-  guint64 seq;
-  GBytes *body;
-  guint8  hash[WSP_HASH_LEN];
-  WspDot *deps;                 /* as decoded; NULL when the body is undecodable */
-  guint   n_deps;
+  guint64  seq;
+  GBytes  *body;
+  guint8   hash[WSP_HASH_LEN];
+  gboolean decoded;             /* op holds the decoded body */
+  WspOp    op;
 } PendingOp;
 
 static void
 pending_op_free (PendingOp *p)
 {
   g_bytes_unref (p->body);
-  g_free (p->deps);
+  wsp_op_clear (&p->op);
   g_free (p);
 }
 
@@ -505,10 +505,12 @@ task_entry_get (WspStore *self, const char *id, gboolean create_row, GError **er
  * is causally ready. */
 static gboolean
 apply_op (WspStore *self, Author *a, guint64 seq, const guint8 *body, gsize len,
-          const guint8 hash[WSP_HASH_LEN], GError **error)
+          const guint8 hash[WSP_HASH_LEN], WspOp *predecoded, gboolean predecoded_ok, GError **error)
 {
-  WspOp op = { 0 };
-  gboolean decoded = wsp_op_decode (body, len, a->peer, &op);
+  WspOp local = { 0 };
+  WspOp *opp = predecoded ? predecoded : &local;
+  gboolean decoded = predecoded ? predecoded_ok : wsp_op_decode (body, len, a->peer, &local);
+  WspOp op = *opp;   /* shallow view; cleared through opp below */
   gint64 task_num = 0;
 
   if (decoded)
@@ -518,7 +520,7 @@ apply_op (WspStore *self, Author *a, guint64 seq, const guint8 *body, gsize len,
       TaskEntry *t = task_entry_get (self, op.task, TRUE, error);
       if (!t)
         {
-          wsp_op_clear (&op);
+          wsp_op_clear (&local);
           return FALSE;
         }
       task_num = t->num;
@@ -577,7 +579,7 @@ apply_op (WspStore *self, Author *a, guint64 seq, const guint8 *body, gsize len,
     sqlite3_bind_null (st, 4);
   sqlite3_bind_blob (st, 5, body, (int) len, SQLITE_STATIC);
   sqlite3_bind_blob (st, 6, hash, WSP_HASH_LEN, SQLITE_STATIC);
-  wsp_op_clear (&op);
+  wsp_op_clear (&local);
   if (!step_done (self->db, st, error))
     return FALSE;
 
@@ -1142,7 +1144,7 @@ commit_plan (WspStore *self, Plan *plan, GError **error)
       guint8 hash[WSP_HASH_LEN];
       wsp_chain_next (me->head, body, len, hash);
       guint64 seq = me->seq + 1;
-      if (!apply_op (self, me, seq, body, len, hash, error))
+      if (!apply_op (self, me, seq, body, len, hash, NULL, FALSE, error))
         return FALSE;
       if (self->batch_local_first_seq == 0)
         self->batch_local_first_seq = seq;
@@ -1192,7 +1194,7 @@ held_hash (WspStore *self, Author *a, guint64 seq, guint8 out[WSP_HASH_LEN], GEr
 static gboolean
 pending_ready (WspStore *self, const PendingOp *p)
 {
-  return !p->deps || wsp_clock_covers (&self->clock, p->deps, p->n_deps);
+  return !p->decoded || wsp_clock_covers (&self->clock, p->op.deps, p->op.n_deps);
 }
 
 /* Applies every held op whose deps are now applied, until none is. */
@@ -1214,7 +1216,7 @@ drain_pending (WspStore *self, guint *n_applied, GError **error)
             {
               gsize len;
               const guint8 *body = g_bytes_get_data (p->body, &len);
-              if (!apply_op (self, a, p->seq, body, len, p->hash, error))
+              if (!apply_op (self, a, p->seq, body, len, p->hash, &p->op, p->decoded, error))
                 return FALSE;
               pending_op_free (g_queue_pop_head (&a->pending));
               self->pending_total--;
@@ -1333,15 +1335,7 @@ ingest_run (WspStore *self, Job *job, gboolean *fatal, GError **error)
       memcpy (p->hash, hashes + (gsize) i * WSP_HASH_LEN, WSP_HASH_LEN);
       gsize len;
       const guint8 *body = g_bytes_get_data (p->body, &len);
-      WspOp op = { 0 };
-      if (wsp_op_decode (body, len, run->peer, &op))
-        {
-          p->deps = g_steal_pointer (&op.deps);
-          p->n_deps = op.n_deps;
-          if (!p->deps)
-            p->deps = g_new0 (WspDot, 1);   /* decodable, no deps: still "decoded" */
-        }
-      wsp_op_clear (&op);
+      p->decoded = wsp_op_decode (body, len, run->peer, &p->op);
       g_queue_push_tail (&a->pending, p);
       self->pending_total++;
     }
