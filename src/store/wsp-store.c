@@ -1528,11 +1528,16 @@ writer_thread (gpointer data)
         }
       /* A batch is bounded in jobs and in received ops, so that one commit
        * (and the latency of everything in it) stays short. */
+      /* Batches do not mix local writes with received runs, so a local
+       * write never waits for the commit of a large catch-up batch. */
       guint weight = 0;
       while (jobs->len < WSP_STORE_MAX_BATCH && weight < WSP_STORE_MAX_BATCH_OPS
              && !g_queue_is_empty (&self->queue))
         {
-          Job *job = g_queue_pop_head (&self->queue);
+          Job *job = g_queue_peek_head (&self->queue);
+          if (jobs->len && (job->kind == JOB_RUN) != (((Job *) jobs->pdata[0])->kind == JOB_RUN))
+            break;
+          g_queue_pop_head (&self->queue);
           weight += job->kind == JOB_RUN && job->run->ops ? job->run->ops->len : 1;
           g_ptr_array_add (jobs, job);
         }
