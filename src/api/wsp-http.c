@@ -38,7 +38,6 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <h2o.h>
-#include <json-glib/json-glib.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -134,6 +133,8 @@ struct _WspHttp {
   char       *peer_id;
   char       *task_prefix;
   char      **statuses;
+  void      (*problems_json) (GString *out, gpointer data);
+  gpointer    problems_data;
   char       *health_json;
   int         listen_fd;
   guint16     port;
@@ -938,6 +939,18 @@ parse_uint (const char *s, guint64 max, guint64 *out)
   return TRUE;
 }
 
+static gboolean
+parse_bool (const char *s, gboolean *out)
+{
+  if (strcmp (s, "true") == 0 || strcmp (s, "1") == 0)
+    *out = TRUE;
+  else if (strcmp (s, "false") == 0 || strcmp (s, "0") == 0)
+    *out = FALSE;
+  else
+    return FALSE;
+  return TRUE;
+}
+
 static void
 handle_list (WspHttp *self, h2o_req_t *req)
 {
@@ -951,6 +964,8 @@ handle_list (WspHttp *self, h2o_req_t *req)
   g_autofree char *text = bad ? NULL : query_param (req, "q", &bad);
   g_autofree char *limit = bad ? NULL : query_param (req, "limit", &bad);
   g_autofree char *cursor = bad ? NULL : query_param (req, "cursor", &bad);
+  g_autofree char *blocked = bad ? NULL : query_param (req, "blocked", &bad);
+  g_autofree char *sort = bad ? NULL : query_param (req, "sort", &bad);
 
   if (bad) {
     send_error (self, req, 400, "bad_request", "query: parameter is not valid UTF-8");
@@ -971,13 +986,23 @@ handle_list (WspHttp *self, h2o_req_t *req)
     }
     q.priority = (gint) p;
   }
-  if (ready != NULL) {
-    if (strcmp (ready, "true") == 0 || strcmp (ready, "1") == 0)
-      q.ready = TRUE;
-    else if (strcmp (ready, "false") == 0 || strcmp (ready, "0") == 0)
-      q.ready = FALSE;
+  if (ready != NULL && !parse_bool (ready, &q.ready)) {
+    send_error (self, req, 400, "bad_request", "ready: must be true or false");
+    return;
+  }
+  if (blocked != NULL && !parse_bool (blocked, &q.blocked)) {
+    send_error (self, req, 400, "bad_request", "blocked: must be true or false");
+    return;
+  }
+  if (sort != NULL) {
+    if (strcmp (sort, "priority") == 0 || *sort == '\0')
+      q.sort = WSP_SORT_DEFAULT;
+    else if (strcmp (sort, "updated") == 0)
+      q.sort = WSP_SORT_UPDATED;
+    else if (strcmp (sort, "created") == 0)
+      q.sort = WSP_SORT_CREATED;
     else {
-      send_error (self, req, 400, "bad_request", "ready: must be true or false");
+      send_error (self, req, 400, "bad_request", "sort: must be priority, updated or created");
       return;
     }
   }
@@ -1002,69 +1027,35 @@ handle_list (WspHttp *self, h2o_req_t *req)
   respond_json (self, req, 200, out);
 }
 
-/* GET /api/v1/search?q=… — ranked hits. Until the store has a dedicated
- * search reader this is the list's full-text filter, in its order. */
+/* GET /api/v1/search?q=…&limit=… — ranked full-text hits (the store's
+ * query language; a malformed query is the store's 400 naming q). */
 static void
 handle_search (WspHttp *self, h2o_req_t *req)
 {
   gboolean bad = FALSE;
   g_autofree char *text = query_param (req, "q", &bad);
   g_autofree char *limit = bad ? NULL : query_param (req, "limit", &bad);
-  if (bad || text == NULL || *text == '\0') {
+  if (bad) {
+    send_error (self, req, 400, "bad_request", "query: parameter is not valid UTF-8");
+    return;
+  }
+  if (text == NULL || *text == '\0') {
     send_error (self, req, 400, "bad_request", "q: required");
     return;
   }
-  guint64 l = 20;
+  guint64 l = WSP_SEARCH_LIMIT_DEFAULT;
   if (limit != NULL && (!parse_uint (limit, G_MAXUINT32, &l) || l == 0)) {
-    send_error (self, req, 400, "bad_request", "limit: must be an integer from 1 to 1000");
+    send_error (self, req, 400, "bad_request", "limit: must be an integer from 1 to 100");
     return;
   }
-  WspListQuery q = { .priority = -1, .limit = (guint) MIN (l, 1000), .q = text };
   GString *out = self->out;
   g_autoptr (GError) e = NULL;
   g_string_truncate (out, 0);
-  if (!wsp_store_reader_list_json (self->reader, &q, out, &e)) {
+  if (!wsp_store_reader_search_json (self->reader, text, (guint) MIN (l, WSP_SEARCH_LIMIT_MAX), out, &e)) {
     send_gerror (self, req, e);
     return;
   }
-
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, out->str, (gssize) out->len, &e)) {
-    send_gerror (self, req, e);
-    return;
-  }
-  JsonNode *root = json_parser_get_root (parser);
-  JsonArray *tasks = NULL;
-  if (root != NULL && JSON_NODE_HOLDS_OBJECT (root)) {
-    JsonNode *t = json_object_get_member (json_node_get_object (root), "tasks");
-    if (t != NULL && JSON_NODE_HOLDS_ARRAY (t))
-      tasks = json_node_get_array (t);
-  }
-  g_autoptr (GString) s = g_string_sized_new (256);
-  g_string_append (s, "{\"hits\":[");
-  guint n = tasks != NULL ? json_array_get_length (tasks) : 0;
-  for (guint i = 0; i < n; i++) {
-    JsonObject *o = json_array_get_object_element (tasks, i);
-    if (o == NULL)
-      continue;
-    const char *id = json_object_get_string_member_with_default (o, "id", "");
-    const char *title = json_object_get_string_member_with_default (o, "title", "");
-    const char *body = json_object_get_string_member_with_default (o, "body", "");
-    const char *end = g_utf8_offset_to_pointer (body, MIN (g_utf8_strlen (body, -1), 160));
-    if (i > 0)
-      g_string_append_c (s, ',');
-    g_string_append (s, "{\"id\":");
-    wsp_json_append_string (s, id, -1);
-    g_string_append (s, ",\"title\":");
-    wsp_json_append_string (s, title, -1);
-    g_string_append (s, ",\"snippet\":");
-    wsp_json_append_string (s, body, end - body);
-    g_string_append (s, ",\"score\":");
-    wsp_json_append_double (s, 1.0 / (double) (i + 1));
-    g_string_append_c (s, '}');
-  }
-  g_string_append (s, "]}");
-  respond_json (self, req, 200, s);
+  respond_json (self, req, 200, out);
 }
 
 static void
@@ -1409,10 +1400,14 @@ route_api (WspHttp *self, h2o_req_t *req, h2o_iovec_t path)
     else
       send_method_not_allowed (self, req, "DELETE");
   } else if (IOV_IS (rest, "problems")) {
-    static const char body[] = "{\"problems\":[]}";
-    if (get)
-      respond (self, req, 200, "application/json", body, sizeof body - 1);
-    else
+    if (get) {
+      g_autoptr (GString) body = g_string_new (NULL);
+      if (self->problems_json != NULL)
+        self->problems_json (body, self->problems_data);
+      else
+        g_string_append (body, "{\"problems\":[]}");
+      respond (self, req, 200, "application/json", body->str, body->len);
+    } else
       send_method_not_allowed (self, req, "GET");
   } else {
     send_not_found (self, req);
@@ -1826,6 +1821,8 @@ wsp_http_start (const WspHttpOptions *opts, GError **error)
   self->db_path = g_strdup (opts->db_path);
   self->peer_id = g_strdup (opts->peer_id != NULL ? opts->peer_id : "");
   self->task_prefix = g_strdup (opts->task_prefix != NULL && *opts->task_prefix ? opts->task_prefix : "ws");
+  self->problems_json = opts->problems_json;
+  self->problems_data = opts->problems_data;
   if (opts->statuses != NULL && opts->statuses[0] != NULL) {
     self->statuses = g_strdupv ((char **) opts->statuses);
   } else {

@@ -23,6 +23,10 @@ typedef struct {
   const char        *peer_id;       /* hex, for /health */
   const char        *task_prefix;   /* for new task ids */
   const char *const *statuses;      /* the project's columns, in order */
+  /* GET /api/v1/problems: appends {"problems":[…]}; runs on the HTTP
+   * thread, must be thread-safe. NULL → always empty. */
+  void             (*problems_json) (GString *out, gpointer data);
+  gpointer           problems_data;
 } WspHttpOptions;
 
 /* Binds (failing with a clear error if the address is taken) and starts the

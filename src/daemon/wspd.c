@@ -1,9 +1,10 @@
 /* wspd.c — the WorkStream daemon: start-up and shutdown order.
  *
- * Start:    workspace → config → logging → identity → lock → store → HTTP
- *           → daemon.json → main loop.
+ * Start:    workspace → config → logging → identity → lock → store → file
+ *           mirror (watcher + reconcile) → HTTP → daemon.json → main loop.
  * Shutdown: (SIGINT/SIGTERM) HTTP stops intake and finishes in-flight
- *           requests → store drains its queue and checkpoints → daemon.json
+ *           requests → the mirror stops watching and finishes the file at
+ *           hand → store drains its queue and checkpoints → daemon.json
  *           removed → lock released → exit 0.
  *
  * The GLib main loop on this thread owns signals and timers (and, later,
@@ -18,6 +19,7 @@
 #include "store/wsp-store.h"
 #include "api/wsp-http.h"
 #include "workspace/wsp-workspace.h"
+#include "workspace/wsp-mirror.h"
 
 #include <glib-unix.h>
 #include <locale.h>
@@ -31,6 +33,13 @@ typedef struct {
   GMainLoop *loop;
   int        signal;
 } Daemon;
+
+/* HTTP thread: the mirror's problems (thread-safe). */
+static void
+problems_json (GString *out, gpointer data)
+{
+  wsp_mirror_problems_json (data, out);
+}
 
 static gboolean
 on_signal (gpointer data)
@@ -97,6 +106,8 @@ run (int argc, char **argv)
   WspLock *lock = NULL;
   g_autoptr (WspStore) store = NULL;
   g_autoptr (WspHttp) http = NULL;
+  g_autoptr (WspMirror) mirror = NULL;
+  g_autofree char *index_path = NULL;
   g_autofree char *token = NULL;
   WspIdentity identity;
   Daemon d = { 0 };
@@ -134,6 +145,22 @@ run (int argc, char **argv)
       goto out;
     }
 
+  index_path = g_build_filename (paths.wsp_dir, "files.idx", NULL);
+  WspMirrorOptions mopts = {
+    .tasks_dir = paths.tasks_dir,
+    .index_path = index_path,
+    .db_path = paths.db_path,
+    .store = store,
+    .task_prefix = config.prefix,
+    .statuses = (const char *const *) config.statuses,
+    .debounce_ms = config.debounce_ms,
+  };
+  if (!(mirror = wsp_mirror_start (&mopts, &error)))
+    {
+      g_critical ("%s", error->message);
+      goto out;
+    }
+
   WspHttpOptions hopts = {
     .listen = config.listen,
     .token = token,
@@ -142,6 +169,8 @@ run (int argc, char **argv)
     .peer_id = identity.peer_hex,
     .task_prefix = config.prefix,
     .statuses = (const char *const *) config.statuses,
+    .problems_json = problems_json,
+    .problems_data = mirror,
   };
   if (!(http = wsp_http_start (&hopts, &error)))
     {
@@ -179,6 +208,7 @@ run (int argc, char **argv)
 out:
   /* Shutdown order: intake first, then the writer, then the files. */
   wsp_http_stop (http);
+  wsp_mirror_stop (mirror);
   wsp_store_close (store);
   if (lock)
     wsp_daemon_info_remove (&paths);

@@ -4,11 +4,17 @@
  * the writer nor each other) and its prepared statements. A reader is used
  * by one thread only. Task JSON is rendered by the writer when a task
  * changes and stored with the row, so reads are a lookup plus a copy.
+ *
+ * Lists: filters (status, label, assignee, priority, ready or blocked,
+ * full-text q through wsp_search_translate), three orders, each with its
+ * own cursor; one prepared statement per combination, built on first use.
+ * Full-text search itself lives in wsp-store-search.c.
  */
 #define G_LOG_DOMAIN "wsp-store"
 
 #include "store/wsp-store.h"
 #include "store/wsp-store-private.h"
+#include "store/wsp-store-search-private.h"
 #include "crdt/wsp-hlc.h"
 
 #include <math.h>
@@ -27,8 +33,15 @@ enum {
   F_READY    = 1 << 4,
   F_Q        = 1 << 5,
   F_CURSOR   = 1 << 6,
-  F_ALL      = (1 << 7) - 1,
+  F_BLOCKED  = 1 << 7,
+  F_Q_SCAN   = 1 << 8,   /* q matches many tasks: walk the order, test membership */
+  F_ALL      = (1 << 9) - 1,
 };
+
+/* With fewer full-text matches than this, a list starts from the matches
+ * (a lookup and a sort each); with more, it walks the list order and tests
+ * each task against them. Crossover measured at 100,000 tasks. */
+#define Q_DRIVE_MAX 1000
 
 struct _WspStoreReader {
   sqlite3      *db;
@@ -38,14 +51,36 @@ struct _WspStoreReader {
   sqlite3_stmt *st_history;
   sqlite3_stmt *st_clock;
   sqlite3_stmt *st_count;
-  sqlite3_stmt *st_list[F_ALL + 1];
+  sqlite3_stmt *st_blocked_by;  /* open dependencies of one task, by id */
+  sqlite3_stmt *st_fts_count;   /* full-text matches, counted up to a bound */
+  GHashTable   *st_list;        /* (order << 16 | filter mask) → sqlite3_stmt*, built on first use */
+  WspSearchCache *search;       /* wsp-store-search.c's statements; NULL until used */
 };
+
+sqlite3 *
+wsp_store_reader_get_db (WspStoreReader *r)
+{
+  return r->db;
+}
+
+WspSearchCache **
+wsp_store_reader_get_search_cache (WspStoreReader *r)
+{
+  return &r->search;
+}
+
+static void
+finalize_statement (gpointer st)
+{
+  sqlite3_finalize (st);
+}
 
 WspStoreReader *
 wsp_store_reader_open (const char *db_path, GError **error)
 {
   g_autoptr (WspStoreReader) r = g_new0 (WspStoreReader, 1);
   r->done_status = g_strdup ("done");
+  r->st_list = g_hash_table_new_full (NULL, NULL, NULL, finalize_statement);
   int rc = sqlite3_open_v2 (db_path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK)
     {
@@ -62,6 +97,9 @@ wsp_store_reader_open (const char *db_path, GError **error)
         "SELECT p.peer, o.seq, o.hlc, o.body FROM ops o JOIN peers p ON p.idx = o.peer WHERE o.task = ?");
   PREP (st_clock, "SELECT peer, seq FROM peers WHERE seq > 0");
   PREP (st_count, "SELECT count(*) FROM tasks WHERE live = 1");
+  PREP (st_blocked_by, "SELECT d.dep FROM task_deps d JOIN tasks u ON u.id = d.dep"
+                       " WHERE d.num = ?1 AND u.live = 1 AND u.status <> ?2 ORDER BY d.dep");
+  PREP (st_fts_count, "SELECT count(*) FROM (SELECT 1 FROM tasks_fts WHERE tasks_fts MATCH ?1 LIMIT ?2)");
 #undef PREP
   return g_steal_pointer (&r);
 }
@@ -76,8 +114,10 @@ wsp_store_reader_free (WspStoreReader *r)
   sqlite3_finalize (r->st_history);
   sqlite3_finalize (r->st_clock);
   sqlite3_finalize (r->st_count);
-  for (int i = 0; i <= F_ALL; i++)
-    sqlite3_finalize (r->st_list[i]);
+  sqlite3_finalize (r->st_blocked_by);
+  sqlite3_finalize (r->st_fts_count);
+  g_clear_pointer (&r->st_list, g_hash_table_unref);
+  wsp_search_cache_free (r->search);
   if (r->db)
     sqlite3_close (r->db);
   g_free (r->done_status);
@@ -218,49 +258,102 @@ wsp_store_reader_task_live (WspStoreReader *r, const char *id)
 
 /* ---- lists ------------------------------------------------------------- */
 
-/* The cursor names the last row of a page: priority, position, id, as
- * base64url("<priority> <position %a> <id>"). */
+/* Orders a list can follow. WSP_SORT_DEFAULT and WSP_SORT_PRIORITY are the
+ * same order (and share cursors). */
+typedef enum {
+  ORDER_PRIORITY,   /* priority, position, id ascending */
+  ORDER_UPDATED,    /* updated_hlc, id descending */
+  ORDER_CREATED,    /* created_hlc, id descending */
+} Order;
+
+/* hlcs sit in SQLite as the signed integer with the same bits, and the
+ * list orders by that: an hlc from past the year 6400 (a corrupt or
+ * hostile peer's) sorts as the oldest. Keeps the order index-friendly. */
+static const char *const order_sql[] = {
+  [ORDER_PRIORITY] = " ORDER BY priority, position, id",
+  [ORDER_UPDATED] = " ORDER BY updated_hlc DESC, id DESC",
+  [ORDER_CREATED] = " ORDER BY created_hlc DESC, id DESC",
+};
+static const char *const order_after_sql[] = {
+  [ORDER_PRIORITY] = " AND (priority, position, id) > (:cp, :cpos, :cid)",
+  [ORDER_UPDATED] = " AND (updated_hlc, id) < (:chlc, :cid)",
+  [ORDER_CREATED] = " AND (created_hlc, id) < (:chlc, :cid)",
+};
+
+/* A cursor names the last row of a page, as base64url of
+ *   "<priority> <position %a> <id>"   (priority order; the first format)
+ *   "u <hlc> <id>" / "c <hlc> <id>"    (updated / created order) */
+typedef struct {
+  Order   order;
+  gint64  priority;
+  double  position;
+  gint64  hlc;
+  char   *id;
+} Cursor;
+
 static char *
-cursor_encode (gint64 priority, double position, const char *id)
+cursor_encode (const Cursor *c)
 {
-  g_autofree char *raw = g_strdup_printf ("%" G_GINT64_FORMAT " %a %s", priority, position, id);
+  g_autofree char *raw = NULL;
+  if (c->order == ORDER_PRIORITY)
+    raw = g_strdup_printf ("%" G_GINT64_FORMAT " %a %s", c->priority, c->position, c->id);
+  else
+    raw = g_strdup_printf ("%c %" G_GINT64_FORMAT " %s", c->order == ORDER_UPDATED ? 'u' : 'c', c->hlc, c->id);
   return wsp_base64url_encode ((const guint8 *) raw, strlen (raw));
 }
 
 static gboolean
-cursor_parse (const char *text, gint64 *priority, double *position, char **id)
+cursor_parse (const char *text, Cursor *c)
 {
   char *end = NULL;
-  *priority = g_ascii_strtoll (text, &end, 10);
+  if ((text[0] == 'u' || text[0] == 'c') && text[1] == ' ')
+    {
+      c->order = text[0] == 'u' ? ORDER_UPDATED : ORDER_CREATED;
+      c->hlc = g_ascii_strtoll (text + 2, &end, 10);
+      if (!end || end == text + 2 || *end != ' ')
+        return FALSE;
+      c->id = g_strdup (end + 1);
+      return TRUE;
+    }
+  c->order = ORDER_PRIORITY;
+  c->priority = g_ascii_strtoll (text, &end, 10);
   if (!end || *end != ' ')
     return FALSE;
-  *position = strtod (end + 1, &end);
-  if (!end || *end != ' ' || !isfinite (*position))
+  c->position = strtod (end + 1, &end);
+  if (!end || *end != ' ' || !isfinite (c->position))
     return FALSE;
-  *id = g_strdup (end + 1);
+  c->id = g_strdup (end + 1);
   return TRUE;
 }
 
 static gboolean
-cursor_decode (const char *cursor, gint64 *priority, double *position, char **id, GError **error)
+cursor_decode (const char *cursor, Order order, Cursor *c, GError **error)
 {
   gsize len = 0;
   g_autofree guint8 *raw = wsp_base64url_decode (cursor, &len, NULL);
   g_autofree char *text = raw && len > 0 && len <= 4096 ? g_strndup ((const char *) raw, len) : NULL;
-  if (!text || !cursor_parse (text, priority, position, id))
+  if (!text || !cursor_parse (text, c))
     {
       g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "cursor: not a cursor from a previous page");
+      return FALSE;
+    }
+  if (c->order != order)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "cursor: from a list in another sort order");
       return FALSE;
     }
   return TRUE;
 }
 
 static sqlite3_stmt *
-list_statement (WspStoreReader *r, guint mask, GError **error)
+list_statement (WspStoreReader *r, Order order, guint mask, GError **error)
 {
-  if (r->st_list[mask])
-    return r->st_list[mask];
-  g_autoptr (GString) sql = g_string_new ("SELECT json, priority, position, id FROM tasks t WHERE live = 1");
+  gpointer key = GUINT_TO_POINTER ((guint) order << 16 | mask);
+  sqlite3_stmt *st = g_hash_table_lookup (r->st_list, key);
+  if (st)
+    return st;
+  g_autoptr (GString) sql = g_string_new ("SELECT json, priority, position, id, num, updated_hlc, created_hlc"
+                                          " FROM tasks t WHERE live = 1");
   if (mask & F_STATUS)
     g_string_append (sql, " AND status = :status");
   if (mask & F_ASSIGNEE)
@@ -269,17 +362,23 @@ list_statement (WspStoreReader *r, guint mask, GError **error)
     g_string_append (sql, " AND priority = :priority");
   if (mask & F_LABEL)
     g_string_append (sql, " AND num IN (SELECT num FROM task_labels WHERE label = :label)");
-  if (mask & F_READY)
-    g_string_append (sql,
-                     " AND status <> :done AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks u ON u.id = d.dep"
-                     " WHERE d.num = t.num AND u.live = 1 AND u.status <> :done)");
+  if (mask & (F_READY | F_BLOCKED))
+    g_string_append_printf (sql,
+                            " AND status <> :done AND %s EXISTS (SELECT 1 FROM task_deps d JOIN tasks u ON u.id = d.dep"
+                            " WHERE d.num = t.num AND u.live = 1 AND u.status <> :done)",
+                            (mask & F_READY) ? "NOT" : "");
+  /* The unary + keeps the planner from driving the query from the matches. */
   if (mask & F_Q)
-    g_string_append (sql, " AND num IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH :q)");
+    g_string_append_printf (sql, " AND %snum IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH :q)",
+                            (mask & F_Q_SCAN) ? "+" : "");
   if (mask & F_CURSOR)
-    g_string_append (sql, " AND (priority, position, id) > (:cp, :cpos, :cid)");
-  g_string_append (sql, " ORDER BY priority, position, id LIMIT :limit");
-  r->st_list[mask] = wsp_sql_prepare (r->db, sql->str, error);
-  return r->st_list[mask];
+    g_string_append (sql, order_after_sql[order]);
+  g_string_append (sql, order_sql[order]);
+  g_string_append (sql, " LIMIT :limit");
+  st = wsp_sql_prepare (r->db, sql->str, error);
+  if (st)
+    g_hash_table_insert (r->st_list, key, st);
+  return st;
 }
 
 static void
@@ -298,15 +397,52 @@ bind_named_int (sqlite3_stmt *st, const char *name, gint64 value)
     sqlite3_bind_int64 (st, i, value);
 }
 
+/* Appends the task's JSON with "blocked_by":[its open dependencies]. */
+static gboolean
+append_blocked_task (WspStoreReader *r, const char *json, int json_len, gint64 num, GString *out)
+{
+  g_string_append_len (out, json, json_len - 1);
+  g_string_append (out, ",\"blocked_by\":[");
+  sqlite3_stmt *st = r->st_blocked_by;
+  sqlite3_bind_int64 (st, 1, num);
+  sqlite3_bind_text (st, 2, r->done_status, -1, SQLITE_STATIC);
+  int rc, n = 0;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      if (n++)
+        g_string_append_c (out, ',');
+      wsp_json_append_string (out, (const char *) sqlite3_column_text (st, 0), -1);
+    }
+  sqlite3_reset (st);
+  g_string_append (out, "]}");
+  return rc == SQLITE_DONE;
+}
+
 gboolean
 wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *out, GError **error)
 {
   guint limit = q->limit ? MIN (q->limit, 1000) : 100;
-  gint64 cp = 0;
-  double cpos = 0;
-  g_autofree char *cid = NULL;
+  Order order;
+  switch (q->sort)
+    {
+    case WSP_SORT_DEFAULT:
+    case WSP_SORT_PRIORITY: order = ORDER_PRIORITY; break;
+    case WSP_SORT_UPDATED: order = ORDER_UPDATED; break;
+    case WSP_SORT_CREATED: order = ORDER_CREATED; break;
+    default:
+      g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "sort: unknown order");
+      return FALSE;
+    }
+  Cursor c = { order, 0, 0, 0, NULL };
+  g_autofree char *cursor_id = NULL;
+  g_autofree char *fts = NULL;
   guint mask = 0;
 
+  if (q->ready && q->blocked)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "ready and blocked exclude each other");
+      return FALSE;
+    }
   if (q->status)
     mask |= F_STATUS;
   if (q->assignee)
@@ -317,16 +453,35 @@ wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *o
     mask |= F_LABEL;
   if (q->ready)
     mask |= F_READY;
+  if (q->blocked)
+    mask |= F_BLOCKED;
   if (q->q && *q->q)
-    mask |= F_Q;
+    {
+      if (!(fts = wsp_search_translate (q->q, error)))
+        return FALSE;
+      mask |= F_Q;
+      sqlite3_stmt *cs = r->st_fts_count;
+      sqlite3_bind_text (cs, 1, fts, -1, SQLITE_STATIC);
+      sqlite3_bind_int (cs, 2, Q_DRIVE_MAX + 1);
+      int rc = sqlite3_step (cs);
+      gint64 n = rc == SQLITE_ROW ? sqlite3_column_int64 (cs, 0) : 0;
+      sqlite3_reset (cs);
+      sqlite3_clear_bindings (cs);
+      if (rc != SQLITE_ROW)
+        return sql_error (r, error);
+      if (n > Q_DRIVE_MAX)
+        mask |= F_Q_SCAN;
+    }
   if (q->cursor && *q->cursor)
     {
-      if (!cursor_decode (q->cursor, &cp, &cpos, &cid, error))
+      gboolean ok = cursor_decode (q->cursor, order, &c, error);
+      cursor_id = c.id;
+      if (!ok)
         return FALSE;
       mask |= F_CURSOR;
     }
 
-  sqlite3_stmt *st = list_statement (r, mask, error);
+  sqlite3_stmt *st = list_statement (r, order, mask, error);
   if (!st)
     return FALSE;
   bind_named_text (st, ":status", q->status);
@@ -334,23 +489,23 @@ wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *o
   bind_named_int (st, ":priority", q->priority);
   bind_named_text (st, ":label", q->label);
   bind_named_text (st, ":done", r->done_status);
-  bind_named_text (st, ":q", q->q);
-  bind_named_int (st, ":cp", cp);
+  bind_named_text (st, ":q", fts);
+  bind_named_int (st, ":cp", c.priority);
   {
     int i = sqlite3_bind_parameter_index (st, ":cpos");
     if (i)
-      sqlite3_bind_double (st, i, cpos);
+      sqlite3_bind_double (st, i, c.position);
   }
-  bind_named_text (st, ":cid", cid);
+  bind_named_int (st, ":chlc", c.hlc);
+  bind_named_text (st, ":cid", cursor_id);
   bind_named_int (st, ":limit", (gint64) limit + 1);
 
   gsize start = out->len;
   g_string_append (out, "{\"tasks\":[");
   guint n = 0;
-  gint64 last_p = 0;
-  double last_pos = 0;
+  Cursor last = { order, 0, 0, 0, NULL };
   g_autofree char *last_id = NULL;
-  gboolean more = FALSE;
+  gboolean more = FALSE, ok = TRUE;
   int rc;
   while ((rc = sqlite3_step (st)) == SQLITE_ROW)
     {
@@ -361,22 +516,25 @@ wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *o
         }
       if (n)
         g_string_append_c (out, ',');
-      g_string_append_len (out, (const char *) sqlite3_column_text (st, 0), sqlite3_column_bytes (st, 0));
+      const char *json = (const char *) sqlite3_column_text (st, 0);
+      int json_len = sqlite3_column_bytes (st, 0);
+      if ((mask & F_BLOCKED) && json_len >= 2)
+        ok = ok && append_blocked_task (r, json, json_len, sqlite3_column_int64 (st, 4), out);
+      else
+        g_string_append_len (out, json, json_len);
       if (n + 1 == limit)
         {
-          last_p = sqlite3_column_int64 (st, 1);
-          last_pos = sqlite3_column_double (st, 2);
+          last.priority = sqlite3_column_int64 (st, 1);
+          last.position = sqlite3_column_double (st, 2);
           g_free (last_id);
           last_id = g_strdup ((const char *) sqlite3_column_text (st, 3));
+          last.hlc = sqlite3_column_int64 (st, order == ORDER_CREATED ? 6 : 5);
         }
       n++;
     }
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+  if ((rc != SQLITE_ROW && rc != SQLITE_DONE) || !ok)
     {
-      /* A malformed full-text query fails here. */
-      const char *msg = sqlite3_errmsg (r->db);
-      g_set_error (error, WSP_ERROR, (mask & F_Q) ? WSP_ERROR_INVALID : WSP_ERROR_FAILED,
-                   (mask & F_Q) ? "q: %s" : "sqlite: %s", msg);
+      g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED, "sqlite: %s", sqlite3_errmsg (r->db));
       sqlite3_reset (st);
       sqlite3_clear_bindings (st);
       g_string_truncate (out, start);
@@ -387,8 +545,9 @@ wsp_store_reader_list_json (WspStoreReader *r, const WspListQuery *q, GString *o
   g_string_append (out, "],\"next_cursor\":");
   if (more && last_id)
     {
-      g_autofree char *c = cursor_encode (last_p, last_pos, last_id);
-      g_string_append_printf (out, "\"%s\"}", c);
+      last.id = last_id;
+      g_autofree char *next = cursor_encode (&last);
+      g_string_append_printf (out, "\"%s\"}", next);
     }
   else
     g_string_append (out, "null}");
@@ -572,4 +731,20 @@ wsp_store_reader_count_tasks (WspStoreReader *r)
     n = sqlite3_column_int64 (r->st_count, 0);
   sqlite3_reset (r->st_count);
   return n;
+}
+
+/* ---- every live task id (for the file mirror's reconcile) --------------- */
+
+gboolean
+wsp_store_reader_live_ids (WspStoreReader *r, GPtrArray *out, GError **error)
+{
+  g_autoptr (sqlite3_stmt) st = NULL;
+  if (sqlite3_prepare_v2 (r->db, "SELECT id FROM tasks WHERE live = 1", -1, &st, NULL) != SQLITE_OK)
+    return sql_error (r, error);
+  int rc;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    g_ptr_array_add (out, g_strdup ((const char *) sqlite3_column_text (st, 0)));
+  if (rc != SQLITE_DONE)
+    return sql_error (r, error);
+  return TRUE;
 }

@@ -5,10 +5,12 @@
  * wsp_store_migrate for every change; never edit a shipped step):
  *   1 — ops, sigs, peers, tasks (+ rendered JSON), task_labels, task_deps,
  *       comments, meta.
+ *   2 — WSP_SCHEMA_V2: indexes for the list orders by updated and created
+ *       (sort=updated|created).
  */
 #pragma once
 
-#define WSP_SCHEMA_VERSION 1
+#define WSP_SCHEMA_VERSION 2
 
 /* Peer ids and hlcs are unsigned 64-bit; SQLite stores them as the signed
  * integer with the same bits, and the code casts back. Only equality is
@@ -77,3 +79,12 @@
   /* Full-text index over live tasks; rowid = tasks.num. */ \
   "CREATE VIRTUAL TABLE tasks_fts USING fts5 (title, body, labels, comments," \
   "  tokenize = 'unicode61 remove_diacritics 2');"
+
+/* Version 2: the list orders newest first by updated_at / created_at
+ * (wsp-store-reader.c, ORDER BY x_hlc DESC, id DESC LIMIT n, cursor
+ * (x_hlc, id) < (?, ?)). Without them each page sorts every live task: at
+ * 100,000 tasks 0.3 s warm, seconds cold; with them ~1 ms. Partial like
+ * tasks_order, so tombstones cost nothing. Idempotent. */
+#define WSP_SCHEMA_V2 \
+  "CREATE INDEX IF NOT EXISTS tasks_by_updated ON tasks (updated_hlc, id) WHERE live = 1;" \
+  "CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_hlc, id) WHERE live = 1;"

@@ -20,6 +20,7 @@
 #include "store/wsp-store.h"
 #include "store/wsp-store-private.h"
 #include "store/wsp-store-schema.h"
+#include "store/wsp-store-search-private.h"
 #include "crdt/wsp-hlc.h"
 #include "crdt/wsp-task-state.h"
 
@@ -162,7 +163,9 @@ struct _WspStore {
   gboolean     closed;
   GThread     *thread;
 
-  /* Listeners: fixed before traffic. */
+  /* Listeners, guarded by listeners_lock (held while they run: they
+   * only hand data over, and removal must wait for a running call). */
+  GMutex       listeners_lock;
   GArray      *listeners;       /* Listener */
 
   /* Writer-thread state. */
@@ -188,6 +191,7 @@ struct _WspStore {
   sqlite3_stmt *st_meta_set;
   sqlite3_stmt *st_fts_delete, *st_fts_insert;
   sqlite3_stmt *st_op_hash;
+  sqlite3_stmt *st_deps_of;
 
   /* Stats (atomics). */
   gint         stat_depth;
@@ -307,6 +311,8 @@ store_migrate (WspStore *self, GError **error)
     return FALSE;
   if (version < 1 && !wsp_sql_exec (self->db, WSP_SCHEMA_V1, error))
     goto fail;
+  if (version < 2 && !wsp_sql_exec (self->db, WSP_SCHEMA_V2, error))
+    goto fail;
   {
     g_autofree char *sql = g_strdup_printf ("PRAGMA user_version = %d", WSP_SCHEMA_VERSION);
     if (!wsp_sql_exec (self->db, sql, error))
@@ -346,6 +352,7 @@ store_prepare (WspStore *self, GError **error)
   PREP (st_meta_set, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   PREP (st_fts_delete, "DELETE FROM tasks_fts WHERE rowid = ?");
   PREP (st_op_hash, "SELECT hash FROM ops WHERE peer = ? AND seq = ?");
+  PREP (st_deps_of, WSP_SEARCH_SQL_DEPS_OF);
   PREP (st_fts_insert,
         "INSERT INTO tasks_fts (rowid, title, body, labels, comments) VALUES (?1, ?2, ?3, ?4,"
         " (SELECT group_concat(body, char(10)) FROM comments WHERE num = ?1))");
@@ -361,7 +368,7 @@ store_finalize_statements (WspStore *self)
     &self->st_task_insert, &self->st_task_update, &self->st_op_insert, &self->st_sig_insert,
     &self->st_labels_delete, &self->st_label_insert, &self->st_deps_delete, &self->st_dep_insert,
     &self->st_comment_insert, &self->st_peer_insert, &self->st_peer_update, &self->st_meta_set,
-    &self->st_fts_delete, &self->st_fts_insert, &self->st_op_hash,
+    &self->st_fts_delete, &self->st_fts_insert, &self->st_op_hash, &self->st_deps_of,
   };
   for (gsize i = 0; i < G_N_ELEMENTS (all); i++)
     {
@@ -927,6 +934,24 @@ task_known (WspStore *self, const char *id, GError **error)
   return exists;
 }
 
+/* The cycle check's view of tasks this batch holds in memory (their
+ * task_deps rows are written only when the batch is flushed). */
+static gboolean
+deps_overlay (const char *task, GPtrArray *deps, gpointer user_data)
+{
+  WspStore *self = user_data;
+  TaskEntry *t = g_hash_table_lookup (self->batch_tasks, task);
+  if (!t || !t->dirty)
+    return FALSE;
+  WspTaskView v = { 0 };
+  wsp_task_state_view (t->state, &v);
+  if (v.exists && !v.deleted)
+    for (guint i = 0; i < v.depends_on->len; i++)
+      g_ptr_array_add (deps, g_strdup (g_ptr_array_index (v.depends_on, i)));
+  wsp_task_view_clear (&v);
+  return TRUE;
+}
+
 static gboolean
 plan_set_changes (Plan *plan, WspStore *self, const char *task, GPtrArray *current,
                   gboolean replace, GPtrArray *add, GPtrArray *remove, gboolean is_label,
@@ -959,6 +984,19 @@ plan_set_changes (Plan *plan, WspStore *self, const char *task, GPtrArray *curre
                   return FALSE;
                 }
               g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "depends_on: unknown task '%s'", s);
+              g_free (s);
+              return FALSE;
+            }
+          gboolean cycle = FALSE;
+          if (!wsp_store_search_would_cycle (self->db, self->st_deps_of, deps_overlay, self, task, s, &cycle, error))
+            {
+              g_free (s);
+              return FALSE;
+            }
+          if (cycle)
+            {
+              g_set_error (error, WSP_ERROR, WSP_ERROR_CONFLICT,
+                           "depends_on: '%s' already depends on '%s' (directly or through others): a cycle", s, task);
               g_free (s);
               return FALSE;
             }
@@ -1478,16 +1516,22 @@ process_batch (WspStore *self, GPtrArray *jobs)
   wsp_clock_copy (&self->published_clock, &self->clock);
   g_mutex_unlock (&self->lock);
 
+  /* Listeners before completions: when a writer learns its change is
+   * durable, the file mirror and the event streams already have it. */
+  if (self->batch_touched->len)
+    {
+      g_mutex_lock (&self->listeners_lock);
+      for (guint i = 0; i < self->listeners->len; i++)
+        {
+          Listener *l = &g_array_index (self->listeners, Listener, i);
+          l->fn ((const char *const *) self->batch_touched->pdata, self->batch_touched->len, &self->clock, l->user_data);
+        }
+      g_mutex_unlock (&self->listeners_lock);
+    }
+
   for (guint i = 0; i < jobs->len; i++)
     job_finish (self, g_ptr_array_index (jobs, i));
   g_ptr_array_set_size (jobs, 0);
-
-  if (self->batch_touched->len)
-    for (guint i = 0; i < self->listeners->len; i++)
-      {
-        Listener *l = &g_array_index (self->listeners, Listener, i);
-        l->fn ((const char *const *) self->batch_touched->pdata, self->batch_touched->len, &self->clock, l->user_data);
-      }
   batch_reset (self);
   return;
 
@@ -1575,6 +1619,7 @@ wsp_store_open (const WspStoreOptions *opts, GError **error)
   self->identity = *opts->identity;
   self->queue_max = opts->queue_max ? opts->queue_max : WSP_STORE_DEFAULT_QUEUE;
   g_mutex_init (&self->lock);
+  g_mutex_init (&self->listeners_lock);
   g_cond_init (&self->cond);
   g_queue_init (&self->queue);
   self->listeners = g_array_new (FALSE, FALSE, sizeof (Listener));
@@ -1683,6 +1728,7 @@ wsp_store_free (WspStore *self)
   g_array_unref (self->listeners);
   g_queue_clear (&self->queue);
   g_mutex_clear (&self->lock);
+  g_mutex_clear (&self->listeners_lock);
   g_cond_clear (&self->cond);
   g_free (self->db_path);
   g_free (self->project_id);
@@ -1694,9 +1740,25 @@ void
 wsp_store_add_listener (WspStore *self, WspStoreListener fn, gpointer user_data)
 {
   Listener l = { fn, user_data };
-  g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->listeners_lock);
   g_array_append_val (self->listeners, l);
-  g_mutex_unlock (&self->lock);
+  g_mutex_unlock (&self->listeners_lock);
+}
+
+void
+wsp_store_remove_listener (WspStore *self, WspStoreListener fn, gpointer user_data)
+{
+  g_mutex_lock (&self->listeners_lock);
+  for (guint i = 0; i < self->listeners->len; i++)
+    {
+      Listener *l = &g_array_index (self->listeners, Listener, i);
+      if (l->fn == fn && l->user_data == user_data)
+        {
+          g_array_remove_index (self->listeners, i);
+          break;
+        }
+    }
+  g_mutex_unlock (&self->listeners_lock);
 }
 
 void

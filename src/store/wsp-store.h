@@ -132,6 +132,9 @@ void     wsp_store_get_clock (WspStore *self, WspClock *out);
 typedef void (*WspStoreListener) (const char *const *task_ids, guint n_tasks,
                                   const WspClock *clock, gpointer user_data);
 void wsp_store_add_listener (WspStore *self, WspStoreListener fn, gpointer user_data);
+/* Removes a listener; when it returns, fn is not running and never runs
+ * again for user_data. */
+void wsp_store_remove_listener (WspStore *self, WspStoreListener fn, gpointer user_data);
 
 /* ---- statistics (any thread) ------------------------------------------- */
 
@@ -154,6 +157,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspStoreReader, wsp_store_reader_free)
 
 typedef enum {
   WSP_SORT_DEFAULT = 0,   /* priority, position, id */
+  /* Added with search (see the "search" section at the end). */
+  WSP_SORT_UPDATED,       /* updated_at newest first, then id descending */
+  WSP_SORT_CREATED,       /* created_at newest first, then id descending */
+  WSP_SORT_PRIORITY,      /* the default order by name: priority, position, id */
 } WspSort;
 
 typedef struct {
@@ -165,6 +172,11 @@ typedef struct {
   const char *q;          /* full-text; NULL = none */
   guint       limit;      /* 1..1000 */
   const char *cursor;     /* opaque, from a previous page; NULL = first */
+  /* Added with search; zero = off / default. */
+  gboolean    blocked;    /* open, with at least one open dependency; each
+                           * task then carries "blocked_by":[ids] */
+  WspSort     sort;       /* cursors follow every sort; a cursor from a
+                           * list of another sort is INVALID */
 } WspListQuery;
 
 /* Appends the task JSON (SPEC 5, with comments and conflicts). Fails with
@@ -181,7 +193,71 @@ gboolean wsp_store_reader_history_json (WspStoreReader *r, const char *id, GStri
 gboolean wsp_store_reader_clock_json (WspStoreReader *r, GString *out, GError **error);
 /* The status that counts as done for `ready` (the last column); default "done". */
 void     wsp_store_reader_set_done_status (WspStoreReader *r, const char *status);
+/* Appends the id (char*) of every live task to out. */
+gboolean wsp_store_reader_live_ids (WspStoreReader *r, GPtrArray *out, GError **error);
 /* Number of live tasks (for metrics). */
 gint64   wsp_store_reader_count_tasks (WspStoreReader *r);
+
+G_END_DECLS
+
+/* ==== search ============================================================
+ * Full-text search, ready/blocked queries and dependency cycles
+ * (wsp-store-search.c). Reader side: call from the reader's thread.
+ *
+ * Query language (the `q` of search and of the list filter):
+ *   words            zebra crossing      both words (AND is implied)
+ *   phrases          "zebra crossing"    the words next to each other
+ *   prefixes         auth*               any word starting with "auth"
+ *                    "zebra cross"*      a phrase whose last word is a prefix
+ *   operators        AND  OR  NOT        upper case only; lower-case "and",
+ *                                        "or", "not" are ordinary words
+ *   groups           (a OR b) NOT c
+ * Precedence, loosest first: OR, AND (written or implied), NOT. NOT takes
+ * the term or group after it away from what the rest of its AND group
+ * matches, so a group needs at least one term that is not negated.
+ * Matching is case-insensitive, diacritics are folded (café = cafe) and
+ * words split as the index splits them (unicode61): "e-mail" is the phrase
+ * "e mail". Punctuation-only words are ignored. Column filters and the other
+ * FTS5 syntax are not available: everything the user types is text.
+ * A malformed query (unbalanced quote or parenthesis, an operator missing
+ * its term) fails with WSP_ERROR_INVALID and a message that says where.
+ * ======================================================================== */
+
+G_BEGIN_DECLS
+
+#define WSP_SEARCH_LIMIT_DEFAULT 20
+#define WSP_SEARCH_LIMIT_MAX     100
+#define WSP_SEARCH_QUERY_MAX     2048   /* bytes of user query text */
+
+/* Appends {"hits":[{"id","title","snippet","score"}…]}: live tasks matching
+ * q, best first, at most limit (0 → 20, capped at 100).
+ *
+ * Ranking is bm25 with column weights title 10, labels 10, body 3,
+ * comments 1 (the formula of FTS5's bm25()); score is that value, higher
+ * is better, comparable only within one answer. When more than
+ * max(200, 10 × limit) tasks match, only that many candidates are ranked
+ * exactly: the best by a cheap bound (bm25 at average length over the first
+ * 8 occurrences of each phrase; ties keep the older task) — see
+ * wsp-store-search.c. Up to that, the order is exact bm25.
+ *
+ * snippet is an HTML fragment: up to 16 words around the best match, the
+ * task text HTML-escaped (& < > " '), each matched word wrapped in
+ * <b>…</b>, "…" where text was cut. It is safe to insert as HTML.
+ *
+ * Fails with WSP_ERROR_INVALID ("q: …") for an empty or malformed query,
+ * WSP_ERROR_FAILED for a database error. On failure nothing is appended. */
+gboolean wsp_store_reader_search_json (WspStoreReader *r, const char *q, guint limit,
+                                       GString *out, GError **error);
+
+/* TRUE when adding the dependency task → dep would close a cycle: task is
+ * dep itself or is reachable from dep through depends_on of live tasks.
+ * A database error logs a warning and answers FALSE. */
+gboolean wsp_store_reader_would_cycle (WspStoreReader *r, const char *task, const char *dep);
+
+/* Checks and translates a user query into the FTS5 MATCH expression the
+ * store runs (exposed for validation before a request is queued, tests and
+ * fuzzing). Returns a newly allocated string, or NULL with
+ * WSP_ERROR_INVALID ("q: …"). */
+char    *wsp_search_translate (const char *q, GError **error);
 
 G_END_DECLS

@@ -385,6 +385,8 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(ids("label=%s&priority=4" % tag), [c["id"]])
         self.assertNotIn(b["id"], ids("label=%s&ready=true" % tag))
         self.assertIn(a["id"], ids("label=%s&ready=true" % tag))
+        self.assertEqual(ids("label=%s&blocked=true" % tag), [b["id"]])
+        self.assertEqual(ids("label=%s&sort=created" % tag), [c["id"], b["id"], a["id"]])
 
         status, _, page1 = self.req("GET", "/api/v1/tasks?label=%s&limit=2" % tag)
         self.assertEqual([t["id"] for t in page1["tasks"]], [a["id"], b["id"]])
@@ -396,6 +398,7 @@ class ApiTest(unittest.TestCase):
     def test_list_bad_parameters_are_400(self):
         for query, name in [("priority=9", "priority"), ("priority=x", "priority"), ("limit=0", "limit"),
                             ("limit=abc", "limit"), ("limit=-1", "limit"), ("ready=maybe", "ready"),
+                            ("blocked=2", "blocked"), ("sort=sideways", "sort"),
                             ("cursor=%%%%garbage", "cursor"), ("status=", "status")]:
             with self.subTest(query=query):
                 st, _, body = self.req("GET", "/api/v1/tasks?" + query)
@@ -419,6 +422,8 @@ class ApiTest(unittest.TestCase):
         for hit in body["hits"]:
             self.assertEqual(set(hit), {"id", "title", "snippet", "score"})
         self.assert_error(self.req("GET", "/api/v1/search"), 400, "bad_request", "q")
+        self.assert_error(self.req("GET", "/api/v1/search?q=%28unbalanced"), 400, "bad_request", "q")
+        self.assert_error(self.req("GET", "/api/v1/search?q=x&limit=0"), 400, "bad_request", "limit")
 
     # -- other endpoints ---------------------------------------------------------------
 

@@ -493,7 +493,6 @@ class TestWithDaemon(CliTestCase):
         self.assertEqual(out["daemon"]["pid"], self.d.proc.pid)
         self.assertEqual(out["problems"], [])
 
-    @unittest.skip("needs the workspace file watcher (issue 4) to report problems")
     def test_doctor_reports_bad_task_file(self):
         bad = os.path.join(self.d.workspace.root, "tasks", "ws-badfile222.md")
         with open(bad, "w") as f:

@@ -711,6 +711,31 @@ test_concurrent_title_conflict (Fixture *f, gconstpointer data)
   remote_clear (&b);
 }
 
+static void
+test_dependency_cycles_refused (Fixture *f, gconstpointer data)
+{
+  write_ok (f, create_write ("ws-cyclec0000", "C"));
+  WspWrite *w = create_write ("ws-cycleb0000", "B");
+  w->deps_add = strs ("ws-cyclec0000", NULL);
+  write_ok (f, w);
+  w = create_write ("ws-cyclea0000", "A");
+  w->deps_add = strs ("ws-cycleb0000", NULL);
+  write_ok (f, w);
+
+  /* C → A would close A → B → C → A. */
+  w = wsp_write_new (WSP_WRITE_UPDATE, "ws-cyclec0000");
+  w->deps_add = strs ("ws-cyclea0000", NULL);
+  write_fails (f, w, WSP_ERROR_CONFLICT, "cycle");
+  /* B → A directly too. */
+  w = wsp_write_new (WSP_WRITE_UPDATE, "ws-cycleb0000");
+  w->deps_add = strs ("ws-cyclea0000", NULL);
+  write_fails (f, w, WSP_ERROR_CONFLICT, "cycle");
+  /* A harmless extra edge is fine. */
+  w = wsp_write_new (WSP_WRITE_UPDATE, "ws-cyclea0000");
+  w->deps_add = strs ("ws-cyclec0000", NULL);
+  g_assert_cmpuint (write_ok (f, w), ==, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -724,6 +749,7 @@ main (int argc, char **argv)
   ADD ("delete-and-comments", test_delete_and_comments);
   ADD ("list-filters-and-cursor", test_list_filters_and_cursor);
   ADD ("ready", test_ready);
+  ADD ("dependency-cycles-refused", test_dependency_cycles_refused);
   ADD ("full-text", test_full_text);
   ADD ("persistence-and-chain", test_persistence_and_chain);
   ADD ("backpressure", test_backpressure);

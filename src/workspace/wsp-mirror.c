@@ -1,0 +1,822 @@
+/* wsp-mirror.c — tasks/ ↔ store, both ways (see wsp-mirror.h).
+ *
+ * Threads:
+ *  - main context: the watcher callback (on_watch) adds paths to the
+ *    pending set and wakes the worker;
+ *  - store writer thread: the listener (on_store_changed) adds task ids;
+ *  - worker thread: everything else. It alone touches the file tree, the
+ *    index (known files) and its read-only store connection.
+ * The pending sets, the problems table and the flush counters live under
+ * `lock`; nothing runs a callback while holding it.
+ *
+ * Invariants (worker thread):
+ *  - known[path] = the hash, size and mtime of the file's content as last
+ *    written or applied by the daemon, and the task id it holds;
+ *  - a watcher event for a path whose content hashes to known[path] is the
+ *    daemon's own write (or no change) and makes no op.
+ */
+#define G_LOG_DOMAIN "wsp-mirror"
+
+#include "workspace/wsp-mirror.h"
+#include "workspace/wsp-taskfile.h"
+#include "workspace/wsp-watcher.h"
+#include "workspace/wsp-workspace.h"
+#include "common/wsp-common.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* A batch removing more than this share of the task files (and at least
+ * MASS_REMOVAL_MIN of them) applies no deletes. */
+#define MASS_REMOVAL_SHARE 0.20
+#define MASS_REMOVAL_MIN   10
+
+typedef struct {
+  char   *hash;     /* hex SHA-256 of the content */
+  char   *id;       /* task id the file holds (NULL if it never parsed) */
+  gint64  size;
+  gint64  mtime;    /* ns */
+} Known;
+
+static void
+known_free (Known *k)
+{
+  g_free (k->hash);
+  g_free (k->id);
+  g_free (k);
+}
+
+typedef struct {
+  guint line;
+  char *reason;
+} Problem;
+
+static void
+problem_free (Problem *p)
+{
+  g_free (p->reason);
+  g_free (p);
+}
+
+struct _WspMirror {
+  char        *tasks_dir;
+  char        *index_path;
+  char        *db_path;
+  char        *prefix;
+  char       **statuses;
+  WspStore    *store;
+  WspWatcher  *watcher;
+  GThread     *thread;
+
+  GMutex       lock;
+  GCond        cond;
+  GHashTable  *pending_paths;   /* path → NULL (set), under lock */
+  GHashTable  *pending_ids;     /* id → NULL (set), under lock */
+  gboolean     pending_rescan;
+  gboolean     stopping;
+  guint64      enqueued;        /* hand-overs so far */
+  guint64      round_target;    /* enqueued when the current round began */
+  guint64      done;            /* hand-overs fully processed */
+  GHashTable  *problems;        /* path (relative to tasks/) → Problem*, under lock */
+  char        *mass_removal;    /* problem text of a blocked mass removal, under lock */
+
+  /* Worker thread only. */
+  WspStoreReader *reader;
+  GHashTable     *known;        /* absolute path → Known* */
+  GHashTable     *path_of_id;   /* id → absolute path (borrowed key of known) */
+  gboolean        index_dirty;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static gint64
+stat_mtime_ns (const struct stat *st)
+{
+  return (gint64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static const char *
+rel_path (WspMirror *self, const char *path)
+{
+  gsize n = strlen (self->tasks_dir);
+  if (strncmp (path, self->tasks_dir, n) == 0 && path[n] == '/')
+    return path + n + 1;
+  return path;
+}
+
+static gboolean
+is_task_file (const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  return g_str_has_suffix (base, ".md") && !wsp_watcher_name_is_ignored (base);
+}
+
+static void
+set_problem (WspMirror *self, const char *path, guint line, const char *reason)
+{
+  Problem *p = g_new0 (Problem, 1);
+  p->line = line;
+  p->reason = g_strdup (reason);
+  g_mutex_lock (&self->lock);
+  g_hash_table_replace (self->problems, g_strdup (rel_path (self, path)), p);
+  g_mutex_unlock (&self->lock);
+  g_warning ("task file %s: line %u: %s", rel_path (self, path), line, reason);
+}
+
+static void
+clear_problem (WspMirror *self, const char *path)
+{
+  g_mutex_lock (&self->lock);
+  g_hash_table_remove (self->problems, rel_path (self, path));
+  g_mutex_unlock (&self->lock);
+}
+
+static void
+known_set (WspMirror *self, const char *path, const char *hash, const char *id, gint64 size, gint64 mtime)
+{
+  Known *old = g_hash_table_lookup (self->known, path);
+  if (old && old->id)
+    {
+      const char *p = g_hash_table_lookup (self->path_of_id, old->id);
+      if (p && strcmp (p, path) == 0)
+        g_hash_table_remove (self->path_of_id, old->id);
+    }
+  Known *k = g_new0 (Known, 1);
+  k->hash = g_strdup (hash);
+  k->id = g_strdup (id);
+  k->size = size;
+  k->mtime = mtime;
+  char *key = g_strdup (path);
+  g_hash_table_replace (self->known, key, k);
+  if (id)
+    g_hash_table_replace (self->path_of_id, g_strdup (id), key);
+  self->index_dirty = TRUE;
+}
+
+static void
+known_remove (WspMirror *self, const char *path)
+{
+  Known *k = g_hash_table_lookup (self->known, path);
+  if (!k)
+    return;
+  if (k->id)
+    {
+      const char *p = g_hash_table_lookup (self->path_of_id, k->id);
+      if (p && strcmp (p, path) == 0)
+        g_hash_table_remove (self->path_of_id, k->id);
+    }
+  g_hash_table_remove (self->known, path);
+  self->index_dirty = TRUE;
+}
+
+/* ---- the index (.wsp/files.idx) ---------------------------------------- */
+
+/* Lines "hash size mtime id path", id "-" when none. A cache only: a
+ * stale or missing index costs parsing, never correctness, because applying
+ * an unchanged file makes no op. */
+static void
+index_load (WspMirror *self)
+{
+  g_autofree char *data = NULL;
+  if (!g_file_get_contents (self->index_path, &data, NULL, NULL))
+    return;
+  g_auto (GStrv) lines = g_strsplit (data, "\n", -1);
+  for (char **l = lines; *l; l++)
+    {
+      g_auto (GStrv) f = g_strsplit (*l, " ", 5);
+      if (g_strv_length (f) != 5)
+        continue;
+      g_autofree char *path = g_build_filename (self->tasks_dir, f[4], NULL);
+      known_set (self, path, f[0], strcmp (f[3], "-") ? f[3] : NULL,
+                 g_ascii_strtoll (f[1], NULL, 10), g_ascii_strtoll (f[2], NULL, 10));
+    }
+  self->index_dirty = FALSE;
+}
+
+static void
+index_save (WspMirror *self)
+{
+  if (!self->index_dirty)
+    return;
+  g_autoptr (GString) out = g_string_new (NULL);
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, self->known);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      Known *k = value;
+      const char *rel = rel_path (self, key);
+      if (strchr (rel, '\n'))
+        continue;
+      g_string_append_printf (out, "%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s %s\n", k->hash, k->size,
+                              k->mtime, k->id ? k->id : "-", rel);
+    }
+  g_autoptr (GError) error = NULL;
+  if (!wsp_write_file_atomic (self->index_path, out->str, out->len, 0600, &error))
+    g_warning ("saving the file index failed: %s", error->message);
+  else
+    self->index_dirty = FALSE;
+}
+
+/* ---- store → files ------------------------------------------------------ */
+
+static char *
+canonical_path (WspMirror *self, const char *id)
+{
+  g_autofree char *name = g_strconcat (id, ".md", NULL);
+  return g_build_filename (self->tasks_dir, name, NULL);
+}
+
+static gboolean
+write_task_file (WspMirror *self, const char *path, const char *id, GBytes *bytes)
+{
+  g_autoptr (GError) error = NULL;
+  gsize len;
+  const char *data = g_bytes_get_data (bytes, &len);
+  if (!wsp_write_file_atomic (path, data, len, 0644, &error))
+    {
+      g_warning ("writing %s failed: %s", path, error->message);
+      return FALSE;
+    }
+  struct stat st;
+  g_autofree char *hash = wsp_taskfile_hash (data, len);
+  if (stat (path, &st) == 0)
+    known_set (self, path, hash, id, st.st_size, stat_mtime_ns (&st));
+  else
+    known_set (self, path, hash, id, -1, -1);
+  return TRUE;
+}
+
+/* Renders task id from the store into its file (or removes the file of a
+ * deleted task). original_path: a file to take unknown keys from (NULL:
+ * the task's own file). */
+static void
+render_task (WspMirror *self, const char *id, const char *original_path)
+{
+  g_autoptr (GString) json = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  const char *known_path = g_hash_table_lookup (self->path_of_id, id);
+  g_autofree char *path = known_path ? g_strdup (known_path) : canonical_path (self, id);
+
+  if (!wsp_store_reader_task_json (self->reader, id, json, &error))
+    {
+      if (g_error_matches (error, WSP_ERROR, WSP_ERROR_GONE))
+        {
+          if (g_unlink (path) == 0 || errno == ENOENT)
+            known_remove (self, path);
+          clear_problem (self, path);
+        }
+      return;
+    }
+  g_autoptr (WspTaskFileView) view = wsp_taskfile_view_new_from_json (json->str, (gssize) json->len, &error);
+  if (!view)
+    {
+      g_warning ("task %s: %s", id, error->message);
+      return;
+    }
+  g_autofree char *old = NULL;
+  gsize old_len = 0;
+  g_file_get_contents (original_path ? original_path : path, &old, &old_len, NULL);
+  g_autoptr (GBytes) original = old ? g_bytes_new (old, old_len) : NULL;
+  g_autoptr (GBytes) bytes = wsp_taskfile_render (view, original);
+  if (old && !original_path && g_bytes_get_size (bytes) == old_len
+      && memcmp (g_bytes_get_data (bytes, NULL), old, old_len) == 0)
+    {
+      /* Same bytes: only make sure we remember them. */
+      Known *k = g_hash_table_lookup (self->known, path);
+      if (!k || !k->id)
+        {
+          g_autofree char *hash = wsp_taskfile_hash (old, old_len);
+          struct stat st;
+          if (stat (path, &st) == 0)
+            known_set (self, path, hash, id, st.st_size, stat_mtime_ns (&st));
+        }
+      return;
+    }
+  if (write_task_file (self, path, id, bytes))
+    clear_problem (self, path);
+}
+
+/* ---- files → store ------------------------------------------------------ */
+
+/* The columns plus the task's current status, so that a status a peer set
+ * (not among ours) keeps the file editable. */
+static char **
+statuses_for (WspMirror *self, const char *current)
+{
+  GStrvBuilder *b = g_strv_builder_new ();
+  g_strv_builder_addv (b, (const char **) self->statuses);
+  if (current && !g_strv_contains ((const char *const *) self->statuses, current))
+    g_strv_builder_add (b, current);
+  char **out = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  return out;
+}
+
+static gboolean
+submit (WspMirror *self, WspWrite *w, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  if (!wsp_store_write_sync (self->store, w, NULL, &error))
+    {
+      set_problem (self, path, 1, error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* A file appeared or changed. */
+static void
+apply_file (WspMirror *self, const char *path, const char *data, gsize len, const struct stat *st)
+{
+  g_autofree char *hash = wsp_taskfile_hash (data, len);
+  Known *k = g_hash_table_lookup (self->known, path);
+  if (k && g_strcmp0 (k->hash, hash) == 0)
+    {
+      /* Our own write, a touch, or a file put back as it was: nothing to
+       * apply, and whatever was wrong with it is gone. */
+      clear_problem (self, path);
+      k->size = st->st_size;
+      k->mtime = stat_mtime_ns (st);
+      self->index_dirty = TRUE;
+      return;
+    }
+
+  /* Parse once without the current status to learn the id. */
+  g_autoptr (WspTaskFile) file = NULL;
+  WspTaskFileProblem problem = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GString) json = g_string_new (NULL);
+  g_autoptr (WspTaskFileView) current = NULL;
+  g_autoptr (GError) lookup_error = NULL;
+
+  if (!wsp_taskfile_parse (data, len, NULL, &file, &problem, &error))
+    {
+      set_problem (self, path, problem.line, problem.reason);
+      wsp_taskfile_problem_clear (&problem);
+      return;
+    }
+  if (file->id && wsp_store_reader_task_json (self->reader, file->id, json, &lookup_error))
+    current = wsp_taskfile_view_new_from_json (json->str, (gssize) json->len, NULL);
+
+  /* Now with the real column check. */
+  {
+    g_auto (GStrv) statuses = statuses_for (self, current ? current->status : NULL);
+    g_clear_pointer (&file, wsp_taskfile_free);
+    g_clear_error (&error);
+    if (!wsp_taskfile_parse (data, len, (const char *const *) statuses, &file, &problem, &error))
+      {
+        set_problem (self, path, problem.line, problem.reason);
+        wsp_taskfile_problem_clear (&problem);
+        return;
+      }
+  }
+
+  if (file->id)
+    {
+      const char *other = g_hash_table_lookup (self->path_of_id, file->id);
+      if (other && strcmp (other, path) != 0 && g_file_test (other, G_FILE_TEST_EXISTS))
+        {
+          g_autofree char *msg = g_strdup_printf ("id: '%s' is already used by %s", file->id, rel_path (self, other));
+          set_problem (self, path, 1, msg);
+          return;
+        }
+    }
+
+  if (file->id && current)
+    {
+      WspWrite *w = wsp_taskfile_diff (file, current);
+      if (w && !submit (self, w, path))
+        return;
+    }
+  else if (file->id && g_error_matches (lookup_error, WSP_ERROR, WSP_ERROR_GONE))
+    {
+      g_autofree char *msg = g_strdup_printf ("id: task '%s' was deleted; a deleted task does not come back",
+                                              file->id);
+      set_problem (self, path, 1, msg);
+      return;
+    }
+  else
+    {
+      /* A new task: the file's own id (a file from another clone, or one a
+       * person named) or a fresh one. */
+      g_autofree char *id = file->id ? g_strdup (file->id) : wsp_task_id_new (self->prefix);
+      if (!submit (self, wsp_taskfile_create_write (file, id), path))
+        return;
+      clear_problem (self, path);
+      /* Write it back with its id (and created_at…); a file without an id
+       * moves to its canonical name. */
+      g_autofree char *canon = canonical_path (self, id);
+      gboolean move = !file->id && strcmp (canon, path) != 0 && !g_file_test (canon, G_FILE_TEST_EXISTS);
+      g_autofree char *target = g_strdup (move ? canon : path);
+      known_remove (self, path);
+      /* Claim the target path for this id before rendering. */
+      known_set (self, target, "", id, -1, -1);
+      render_task (self, id, path);
+      if (move)
+        {
+          g_unlink (path);
+          known_remove (self, path);
+        }
+      return;
+    }
+
+  clear_problem (self, path);
+  known_set (self, path, hash, file->id, st->st_size, stat_mtime_ns (st));
+  /* Let the file show what the store now holds (normalised fields,
+   * updated_at, comments) — a write the watcher then ignores. */
+  render_task (self, file->id, NULL);
+}
+
+/* Files gone: delete their tasks, unless too many went at once. */
+static void
+apply_removals (WspMirror *self, GPtrArray *removed)
+{
+  if (!removed->len)
+    return;
+  guint n_files = 0;
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init (&it, self->known);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    if (((Known *) value)->id)
+      n_files++;
+  n_files = MAX (n_files, removed->len);
+
+  if (removed->len >= MASS_REMOVAL_MIN && removed->len > MASS_REMOVAL_SHARE * n_files)
+    {
+      g_autofree char *msg = g_strdup_printf (
+        "%u of %u task files were removed at once (a branch switch?): no task was deleted. "
+        "Restore the files, or delete the tasks with `wsp delete`", removed->len, n_files);
+      g_warning ("%s", msg);
+      g_mutex_lock (&self->lock);
+      g_free (self->mass_removal);
+      self->mass_removal = g_steal_pointer (&msg);
+      g_mutex_unlock (&self->lock);
+      /* Forget the files so that they are written again on the next change,
+       * but keep the tasks. */
+      for (guint i = 0; i < removed->len; i++)
+        known_remove (self, g_ptr_array_index (removed, i));
+      return;
+    }
+
+  for (guint i = 0; i < removed->len; i++)
+    {
+      const char *path = g_ptr_array_index (removed, i);
+      Known *k = g_hash_table_lookup (self->known, path);
+      g_autofree char *id = k && k->id ? g_strdup (k->id) : NULL;
+      known_remove (self, path);
+      clear_problem (self, path);
+      if (!id || !wsp_store_reader_task_live (self->reader, id))
+        continue;
+      /* Another file may hold the task now (a rename). */
+      const char *other = g_hash_table_lookup (self->path_of_id, id);
+      if (other && g_file_test (other, G_FILE_TEST_EXISTS))
+        continue;
+      g_autoptr (GError) error = NULL;
+      if (!wsp_store_write_sync (self->store, wsp_write_new (WSP_WRITE_DELETE, id), NULL, &error))
+        g_warning ("deleting task %s for removed file %s failed: %s", id, path, error->message);
+    }
+}
+
+static void
+process_paths (WspMirror *self, GPtrArray *paths)
+{
+  g_autoptr (GPtrArray) removed = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < paths->len; i++)
+    {
+      const char *path = g_ptr_array_index (paths, i);
+      if (!is_task_file (path))
+        continue;
+      struct stat st;
+      if (stat (path, &st) != 0)
+        {
+          if (g_hash_table_contains (self->known, path))
+            g_ptr_array_add (removed, g_strdup (path));
+          else
+            clear_problem (self, path);
+          continue;
+        }
+      if (!S_ISREG (st.st_mode))
+        continue;
+      if (st.st_size > WSP_TASKFILE_MAX_BYTES)
+        {
+          set_problem (self, path, 1, "the file is larger than 1 MiB");
+          continue;
+        }
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      if (!g_file_get_contents (path, &data, &len, NULL))
+        continue;   /* gone meanwhile: a later event says so */
+      apply_file (self, path, data, len, &st);
+    }
+  apply_removals (self, removed);
+}
+
+/* ---- reconcile ---------------------------------------------------------- */
+
+static void
+scan_dir (WspMirror *self, const char *dir, GPtrArray *out)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
+    {
+      if (wsp_watcher_name_is_ignored (name))
+        continue;
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        scan_dir (self, path, out);
+      else if (g_str_has_suffix (name, ".md"))
+        g_ptr_array_add (out, g_steal_pointer (&path));
+    }
+}
+
+/* Compares the whole tree with the index and the store. */
+static void
+reconcile (WspMirror *self)
+{
+  g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+  scan_dir (self, self->tasks_dir, files);
+  g_autoptr (GHashTable) present = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GPtrArray) changed = g_ptr_array_new ();
+
+  for (guint i = 0; i < files->len; i++)
+    {
+      const char *path = g_ptr_array_index (files, i);
+      g_hash_table_add (present, (gpointer) path);
+      Known *k = g_hash_table_lookup (self->known, path);
+      struct stat st;
+      if (k && stat (path, &st) == 0 && st.st_size == k->size && stat_mtime_ns (&st) == k->mtime)
+        continue;   /* unchanged since we last saw it: the fast path */
+      g_ptr_array_add (changed, (gpointer) path);
+    }
+  /* Known files that are gone were removed while we were away. */
+  GHashTableIter it;
+  gpointer key;
+  g_autoptr (GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
+  g_hash_table_iter_init (&it, self->known);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (!g_hash_table_contains (present, key))
+      g_ptr_array_add (gone, g_strdup (key));
+  for (guint i = 0; i < gone->len; i++)
+    g_ptr_array_add (changed, g_ptr_array_index (gone, i));
+  process_paths (self, changed);
+
+  /* Live tasks without a file get one. */
+  g_autoptr (GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) error = NULL;
+  if (!wsp_store_reader_live_ids (self->reader, ids, &error))
+    g_warning ("listing tasks failed: %s", error->message);
+  for (guint i = 0; i < ids->len; i++)
+    {
+      const char *id = g_ptr_array_index (ids, i);
+      const char *path = g_hash_table_lookup (self->path_of_id, id);
+      if (!path || !g_file_test (path, G_FILE_TEST_EXISTS))
+        render_task (self, id, NULL);
+    }
+  index_save (self);
+}
+
+/* ---- the worker -------------------------------------------------------- */
+
+static GPtrArray *
+take_set (GHashTable *set)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, set);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    {
+      g_ptr_array_add (out, key);
+      g_hash_table_iter_steal (&it);
+    }
+  return out;
+}
+
+static gpointer
+worker_thread (gpointer data)
+{
+  WspMirror *self = data;
+  g_autoptr (GError) error = NULL;
+
+  self->reader = wsp_store_reader_open (self->db_path, &error);
+  if (!self->reader)
+    {
+      g_critical ("the file mirror cannot read the store: %s", error->message);
+      g_mutex_lock (&self->lock);
+      self->done = G_MAXUINT64;   /* nobody waits on a dead worker */
+      g_cond_broadcast (&self->cond);
+      g_mutex_unlock (&self->lock);
+      return NULL;
+    }
+  g_mutex_lock (&self->lock);
+  self->round_target = self->enqueued;   /* the start-up reconcile counts as one */
+  g_mutex_unlock (&self->lock);
+  index_load (self);
+  reconcile (self);
+
+  for (;;)
+    {
+      g_mutex_lock (&self->lock);
+      self->done = self->round_target;
+      g_cond_broadcast (&self->cond);
+      while (!self->stopping && !self->pending_rescan && !g_hash_table_size (self->pending_paths)
+             && !g_hash_table_size (self->pending_ids))
+        g_cond_wait (&self->cond, &self->lock);
+      if (self->stopping)
+        {
+          g_mutex_unlock (&self->lock);
+          break;
+        }
+      self->round_target = self->enqueued;
+      gboolean rescan = self->pending_rescan;
+      self->pending_rescan = FALSE;
+      g_autoptr (GPtrArray) paths = take_set (self->pending_paths);
+      g_autoptr (GPtrArray) ids = take_set (self->pending_ids);
+      g_mutex_unlock (&self->lock);
+
+      if (rescan)
+        reconcile (self);
+      process_paths (self, paths);
+      for (guint i = 0; i < ids->len; i++)
+        render_task (self, g_ptr_array_index (ids, i), NULL);
+      if (self->index_dirty && (paths->len || ids->len))
+        index_save (self);
+    }
+  index_save (self);
+  g_clear_pointer (&self->reader, wsp_store_reader_free);
+  return NULL;
+}
+
+/* ---- hand-over from other threads -------------------------------------- */
+
+/* Main context: the watcher's batch. */
+static void
+on_watch (const WspWatchBatch *batch, gpointer user_data)
+{
+  WspMirror *self = user_data;
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; i < batch->changed_paths->len; i++)
+    g_hash_table_add (self->pending_paths, g_strdup (g_ptr_array_index (batch->changed_paths, i)));
+  if (batch->rescan)
+    self->pending_rescan = TRUE;
+  self->enqueued++;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Store writer thread: tasks changed. */
+static void
+on_store_changed (const char *const *task_ids, guint n_tasks, const WspClock *clock, gpointer user_data)
+{
+  WspMirror *self = user_data;
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; i < n_tasks; i++)
+    g_hash_table_add (self->pending_ids, g_strdup (task_ids[i]));
+  self->enqueued++;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+WspMirror *
+wsp_mirror_start (const WspMirrorOptions *opts, GError **error)
+{
+  g_autoptr (WspMirror) self = g_new0 (WspMirror, 1);
+  self->tasks_dir = g_canonicalize_filename (opts->tasks_dir, NULL);
+  self->index_path = g_strdup (opts->index_path);
+  self->db_path = g_strdup (opts->db_path);
+  self->prefix = g_strdup (opts->task_prefix ? opts->task_prefix : "ws");
+  self->statuses = g_strdupv ((char **) opts->statuses);
+  self->store = opts->store;
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  self->pending_paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->pending_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->problems = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) problem_free);
+  self->known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) known_free);
+  self->path_of_id = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->enqueued = 1;   /* the start-up reconcile */
+
+  if (g_mkdir_with_parents (self->tasks_dir, 0755) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "creating %s failed: %s",
+                   self->tasks_dir, g_strerror (saved));
+      return NULL;
+    }
+  /* Watch first, then scan (in the worker), so nothing falls between. */
+  self->watcher = wsp_watcher_new (self->tasks_dir, opts->debounce_ms, on_watch, self, error);
+  if (!self->watcher)
+    return NULL;
+  wsp_store_add_listener (self->store, on_store_changed, self);
+  self->thread = g_thread_try_new ("wsp-mirror", worker_thread, self, error);
+  if (!self->thread)
+    {
+      wsp_store_remove_listener (self->store, on_store_changed, self);
+      return NULL;
+    }
+  return g_steal_pointer (&self);
+}
+
+void
+wsp_mirror_stop (WspMirror *self)
+{
+  if (!self)
+    return;
+  if (self->watcher)
+    wsp_watcher_stop (self->watcher);
+  if (self->store)
+    wsp_store_remove_listener (self->store, on_store_changed, self);
+  g_mutex_lock (&self->lock);
+  self->stopping = TRUE;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+  if (self->thread)
+    {
+      g_thread_join (self->thread);
+      self->thread = NULL;
+    }
+}
+
+void
+wsp_mirror_free (WspMirror *self)
+{
+  if (!self)
+    return;
+  wsp_mirror_stop (self);
+  g_clear_pointer (&self->watcher, wsp_watcher_free);
+  g_hash_table_unref (self->pending_paths);
+  g_hash_table_unref (self->pending_ids);
+  g_hash_table_unref (self->problems);
+  g_hash_table_unref (self->path_of_id);
+  g_hash_table_unref (self->known);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+  g_free (self->mass_removal);
+  g_free (self->tasks_dir);
+  g_free (self->index_path);
+  g_free (self->db_path);
+  g_free (self->prefix);
+  g_strfreev (self->statuses);
+  g_free (self);
+}
+
+static int
+cmp_str (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+void
+wsp_mirror_problems_json (WspMirror *self, GString *out)
+{
+  g_string_append (out, "{\"problems\":[");
+  g_mutex_lock (&self->lock);
+  g_autoptr (GPtrArray) keys = g_ptr_array_new ();
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, self->problems);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    g_ptr_array_add (keys, key);
+  g_ptr_array_sort (keys, cmp_str);
+  gboolean first = TRUE;
+  if (self->mass_removal)
+    {
+      g_string_append (out, "{\"file\":\"tasks/\",\"line\":0,\"kind\":\"mass_removal\",\"reason\":");
+      wsp_json_append_string (out, self->mass_removal, -1);
+      g_string_append_c (out, '}');
+      first = FALSE;
+    }
+  for (guint i = 0; i < keys->len; i++)
+    {
+      Problem *p = g_hash_table_lookup (self->problems, keys->pdata[i]);
+      g_autofree char *file = g_strconcat ("tasks/", (const char *) keys->pdata[i], NULL);
+      if (!first)
+        g_string_append_c (out, ',');
+      first = FALSE;
+      g_string_append (out, "{\"file\":");
+      wsp_json_append_string (out, file, -1);
+      g_string_append_printf (out, ",\"line\":%u,\"kind\":\"parse\",\"reason\":", p->line);
+      wsp_json_append_string (out, p->reason, -1);
+      g_string_append_c (out, '}');
+    }
+  g_mutex_unlock (&self->lock);
+  g_string_append (out, "]}");
+}
+
+void
+wsp_mirror_flush (WspMirror *self)
+{
+  g_mutex_lock (&self->lock);
+  guint64 target = self->enqueued;
+  while (self->done < target && self->thread && !self->stopping)
+    g_cond_wait (&self->cond, &self->lock);
+  g_mutex_unlock (&self->lock);
+}
