@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *
 wsp_json_get_string (JsonObject *obj, const char *name)
@@ -252,9 +253,43 @@ wsp_print_history (JsonArray *history)
     }
 }
 
+/* The API's snippets are HTML fragments (escaped text, matches in
+ * <b>…</b>): on a terminal the matches become bold, elsewhere plain. */
+static char *
+snippet_to_text (const char *html, gboolean tty)
+{
+  GString *out = g_string_new (NULL);
+  static const struct { const char *from, *to; } ents[] = {
+    { "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" }, { "&quot;", "\"" }, { "&#39;", "'" },
+  };
+  for (const char *p = html ? html : ""; *p;)
+    {
+      if (g_str_has_prefix (p, "<b>") || g_str_has_prefix (p, "</b>"))
+        {
+          gboolean open = p[1] == 'b';
+          if (tty)
+            g_string_append (out, open ? "\033[1m" : "\033[0m");
+          p += open ? 3 : 4;
+          continue;
+        }
+      gboolean done = FALSE;
+      for (gsize i = 0; i < G_N_ELEMENTS (ents) && !done; i++)
+        if (g_str_has_prefix (p, ents[i].from))
+          {
+            g_string_append (out, ents[i].to);
+            p += strlen (ents[i].from);
+            done = TRUE;
+          }
+      if (!done)
+        g_string_append_c (out, *p++);
+    }
+  return g_string_free (out, FALSE);
+}
+
 void
 wsp_print_search_hits (JsonArray *hits)
 {
+  gboolean tty = isatty (STDOUT_FILENO);
   for (guint i = 0; i < json_array_get_length (hits); i++)
     {
       JsonObject *h = json_array_get_object_element (hits, i);
@@ -262,7 +297,8 @@ wsp_print_search_hits (JsonArray *hits)
         continue;
       g_autofree char *id = wsp_sanitize (wsp_json_get_string (h, "id"), FALSE);
       g_autofree char *title = wsp_sanitize (wsp_json_get_string (h, "title"), FALSE);
-      g_autofree char *snippet = wsp_sanitize (wsp_json_get_string (h, "snippet"), FALSE);
+      g_autofree char *clean = wsp_sanitize (wsp_json_get_string (h, "snippet"), FALSE);
+      g_autofree char *snippet = snippet_to_text (clean, tty);
       printf ("%s  %s\n", id, title);
       if (*snippet != '\0')
         printf ("    %s\n", snippet);
