@@ -213,12 +213,142 @@ def bench_start(args):
         ws.stop()
 
 
+def bench_search(args):
+    exe = os.path.join(args.build, "bench", "search-bench")
+    d = tempfile.mkdtemp(prefix="wsp-search-")
+    try:
+        db = os.path.join(d, "search.db")
+        out = subprocess.run([exe, "--db", db], check=True, capture_output=True, text=True)
+        for line in out.stdout.splitlines():
+            if line.startswith("bench: "):
+                print(line, flush=True)
+        if shutil.which("rg"):
+            bench_rg(db, os.path.join(d, "files"))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_rg(db, files):
+    """ripgrep -l -w over the same tasks written as files, for words of the
+    same frequency classes as search-bench's queries."""
+    import collections
+    import sqlite3
+    os.makedirs(files)
+    freq = collections.Counter()
+    con = sqlite3.connect(db)
+    for n, (tid, js) in enumerate(con.execute("SELECT id, json FROM tasks WHERE live = 1")):
+        t = json.loads(js)
+        text = t["title"] + "\n" + t["body"]
+        with open(os.path.join(files, tid + ".md"), "w") as f:
+            f.write(text)
+        if n < 5000:
+            freq.update(set(re.findall(r"\w+", text)))
+    con.close()
+    ranked = [w for w, _ in freq.most_common()]
+    rare = [w for w, c in freq.items() if c == 5] or ranked[-1:]
+    queries = {"rare": [rare[0]], "common": [ranked[0]], "and": [ranked[300], ranked[2000]]}
+    for kind, words in queries.items():
+        times = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            hits = subprocess.run(["rg", "-l", "-w", words[0], files], capture_output=True, text=True).stdout.split()
+            for w in words[1:]:
+                if hits:
+                    hits = subprocess.run(["rg", "-l", "-w", w, *hits], capture_output=True, text=True).stdout.split()
+            times.append((time.monotonic() - t0) * 1000)
+        figure(f"search.rg_ms.{kind}", f"{statistics.median(times):.0f}", "ms")
+
+
+def bench_watch(args):
+    ws = Workspace(args.build, 0)
+    try:
+        ws.start()
+        t = ws.request("POST", "/api/v1/tasks", {"title": "watch me"})
+        path = os.path.join(ws.dir, ".workspace", "tasks", t["id"] + ".md")
+        while not os.path.exists(path):
+            time.sleep(0.001)
+        times = []
+        for i in range(200):
+            with open(path) as f:
+                text = f.read()
+            title = f"edit {i}"
+            text = re.sub(r"^title: .*$", "title: " + title, text, flags=re.M)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            t0 = time.monotonic()
+            os.rename(tmp, path)
+            while ws.request("GET", f"/api/v1/tasks/{t['id']}")["title"] != title:
+                pass
+            times.append((time.monotonic() - t0) * 1000)
+        times.sort()
+        figure("watch.visible_p50_ms", f"{times[len(times) // 2]:.1f}", "ms")
+        figure("watch.visible_p99_ms", f"{times[int(len(times) * 0.99) - 1]:.1f}", "ms")
+
+        stage = os.path.join(ws.dir, "stage")
+        os.makedirs(stage)
+        n = 10000
+        for i in range(n):
+            with open(os.path.join(stage, f"bulk-{i}.md"), "w") as f:
+                f.write(f"---\ntitle: Bulk {i}\nlabels: [bulk]\n---\nBody {i}\n")
+        tasks = os.path.join(ws.dir, ".workspace", "tasks")
+        t0 = time.monotonic()
+        for name in os.listdir(stage):
+            os.rename(os.path.join(stage, name), os.path.join(tasks, name))
+        while True:
+            page = ws.request("GET", "/api/v1/tasks?label=bulk&limit=1000&sort=created")
+            if len(page["tasks"]) >= 1000:
+                # Count through the metrics gauge (cheap) once the first page is full.
+                with urllib.request.urlopen(ws.url + "/metrics", timeout=10) as r:
+                    m = re.search(r"^wsp_tasks (\d+)", r.read().decode(), re.M)
+                if m and int(m.group(1)) >= n + 1:
+                    break
+            time.sleep(0.005)
+        figure("watch.bulk_10k_ms", f"{(time.monotonic() - t0) * 1000:.0f}", "ms")
+    finally:
+        ws.stop()
+
+
+def bench_reconcile(args):
+    ws = Workspace(args.build, 100000)
+    try:
+        ws.start()     # writes the 100,000 files and the index
+        ws.proc.send_signal(signal.SIGTERM)
+        ws.proc.wait(timeout=600)
+        ws.proc = None
+        log_path = os.path.join(ws.dir, "wspd.log")
+        with open(log_path, "w") as logf:
+            proc = subprocess.Popen([ws.wspd, "--workspace", ws.dir, "--log-level", "info"],
+                                    stdout=subprocess.DEVNULL, stderr=logf)
+        try:
+            deadline = time.monotonic() + 120
+            ms = None
+            while time.monotonic() < deadline and ms is None:
+                with open(log_path) as f:
+                    m = re.search(r'msg="reconciled task files" files=(\d+) changed=(\d+) ms=([\d.]+)', f.read())
+                if m:
+                    ms = float(m.group(3))
+                    log(f"reconcile: {m.group(1)} files, {m.group(2)} changed")
+                else:
+                    time.sleep(0.01)
+            if ms is not None:
+                figure("watch.reconcile_100k_ms", f"{ms:.0f}", "ms")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        ws.stop()
+
+
 SUITES = [
     ("store", bench_store),
     ("http", bench_http),
     ("cli", bench_cli),
     ("start", bench_start),
     ("mem", bench_start),
+    ("search", bench_search),
+    ("watch", bench_watch),
+    ("watch.reconcile", bench_reconcile),
 ]
 
 

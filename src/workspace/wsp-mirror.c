@@ -539,6 +539,7 @@ scan_dir (WspMirror *self, const char *dir, GPtrArray *out)
 static void
 reconcile (WspMirror *self)
 {
+  gint64 t0 = g_get_monotonic_time ();
   g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
   scan_dir (self, self->tasks_dir, files);
   g_autoptr (GHashTable) present = g_hash_table_new (g_str_hash, g_str_equal);
@@ -579,6 +580,11 @@ reconcile (WspMirror *self)
         render_task (self, id, NULL);
     }
   index_save (self);
+  g_autofree char *files_s = g_strdup_printf ("%u", files->len);
+  g_autofree char *changed_s = g_strdup_printf ("%u", changed->len);
+  g_autofree char *ms_s = g_strdup_printf ("%.1f", (double) (g_get_monotonic_time () - t0) / 1000.0);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "FILES", files_s, "CHANGED", changed_s, "MS", ms_s,
+                    "MESSAGE", "reconciled task files");
 }
 
 /* ---- the worker -------------------------------------------------------- */
