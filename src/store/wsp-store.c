@@ -177,6 +177,7 @@ struct _WspStore {
   GPtrArray   *batch_touched;   /* char* ids of tasks whose view changed */
   guint64      batch_local_last_seq;  /* own ops made in this batch: last seq */
   guint64      batch_local_first_seq;
+  gsize        unsigned_bytes;  /* run bytes of own ops after the last signed head */
   guint        pending_total;   /* ops held across all authors */
   WspClock     published_clock; /* copy of clock for other threads, under lock */
 
@@ -1170,7 +1171,23 @@ out:
   return ok;
 }
 
-/* Applies the planned bodies as our next ops. */
+/* Signs our head h(seq) and stores the signature. */
+static gboolean
+sign_head (WspStore *self, guint64 seq, const guint8 hash[WSP_HASH_LEN], GError **error)
+{
+  guint8 sig[WSP_SIG_LEN];
+  wsp_head_sign (&self->identity, seq, hash, sig);
+  sqlite3_stmt *st = self->st_sig_insert;
+  sqlite3_bind_int64 (st, 1, self->self_author->idx);
+  sqlite3_bind_int64 (st, 2, (gint64) seq);
+  sqlite3_bind_blob (st, 3, sig, WSP_SIG_LEN, SQLITE_TRANSIENT);
+  self->unsigned_bytes = 0;
+  return step_done (self->db, st, error);
+}
+
+/* Applies the planned bodies as our next ops. Our runs must fit 61,440
+ * bytes (SPEC 7.3), and runs end at signed heads: sign the head before an
+ * op that would make the unsigned stretch too long to send as one run. */
 static gboolean
 commit_plan (WspStore *self, Plan *plan, GError **error)
 {
@@ -1179,6 +1196,10 @@ commit_plan (WspStore *self, Plan *plan, GError **error)
     {
       gsize len;
       const guint8 *body = g_bytes_get_data (g_ptr_array_index (plan->bodies, i), &len);
+      if (self->unsigned_bytes && self->unsigned_bytes + len + 3 > WSP_MAX_OP_BODY
+          && !sign_head (self, me->seq, me->head, error))
+        return FALSE;
+      self->unsigned_bytes += len + 3;
       guint8 hash[WSP_HASH_LEN];
       wsp_chain_next (me->head, body, len, hash);
       guint64 seq = me->seq + 1;
@@ -1422,15 +1443,9 @@ job_finish (WspStore *self, Job *job)
 static gboolean
 sign_local_head (WspStore *self, GError **error)
 {
-  if (!self->batch_local_last_seq)
+  if (!self->batch_local_last_seq || !self->unsigned_bytes)
     return TRUE;
-  guint8 sig[WSP_SIG_LEN];
-  wsp_head_sign (&self->identity, self->batch_local_last_seq, self->self_author->head, sig);
-  sqlite3_stmt *st = self->st_sig_insert;
-  sqlite3_bind_int64 (st, 1, self->self_author->idx);
-  sqlite3_bind_int64 (st, 2, (gint64) self->batch_local_last_seq);
-  sqlite3_bind_blob (st, 3, sig, WSP_SIG_LEN, SQLITE_TRANSIENT);
-  return step_done (self->db, st, error);
+  return sign_head (self, self->batch_local_last_seq, self->self_author->head, error);
 }
 
 static void
@@ -1453,6 +1468,7 @@ reload_after_rollback (WspStore *self)
     g_critical ("reloading authors after a rollback failed: %s", error->message);
   self->self_author = g_hash_table_lookup (self->authors, &self->identity.peer);
   self->pending_total = 0;   /* the held ops went with the authors */
+  self->unsigned_bytes = 0;
 }
 
 static void

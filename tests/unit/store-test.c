@@ -736,6 +736,102 @@ test_dependency_cycles_refused (Fixture *f, gconstpointer data)
   g_assert_cmpuint (write_ok (f, w), ==, 1);
 }
 
+/* Our own runs must fit a message: heads are signed often enough that
+ * every stretch between two signed heads stays under 61,440 bytes. */
+static void
+test_signed_heads_bound_runs (Fixture *f, gconstpointer data)
+{
+  write_ok (f, create_write ("ws-bigruns000", "Big"));
+  g_autofree char *big = g_strnfill (40000, 'x');
+  g_autofree char *big2 = g_strnfill (40000, 'y');
+  WspWrite *w = wsp_write_new (WSP_WRITE_UPDATE, "ws-bigruns000");
+  WspValue t = wsp_value_str (big);
+  WspValue b = wsp_value_str (big2);
+  wsp_write_set_field (w, WSP_FIELD_TITLE, &t);
+  wsp_write_set_field (w, WSP_FIELD_BODY, &b);
+  g_assert_cmpuint (write_ok (f, w), ==, 2);   /* one job, two ~40 KB ops */
+  fixture_close (f);
+
+  sqlite3 *db = NULL;
+  g_assert_cmpint (sqlite3_open_v2 (f->db_path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  g_assert_cmpint (sqlite3_prepare_v2 (db,
+                   "SELECT o.seq, length(o.body), s.sig IS NOT NULL FROM ops o LEFT JOIN sigs s"
+                   " ON s.peer = o.peer AND s.seq = o.seq ORDER BY o.seq", -1, &st, NULL), ==, SQLITE_OK);
+  gsize stretch = 0;
+  guint heads = 0;
+  while (sqlite3_step (st) == SQLITE_ROW)
+    {
+      stretch += (gsize) sqlite3_column_int (st, 1) + 3;
+      g_assert_cmpuint (stretch, <=, 61440 - 160);
+      if (sqlite3_column_int (st, 2))
+        {
+          stretch = 0;
+          heads++;
+        }
+    }
+  g_assert_cmpuint (stretch, ==, 0);   /* the last op is a signed head */
+  g_assert_cmpuint (heads, >=, 3);     /* create; title; body */
+  sqlite3_finalize (st);
+  sqlite3_close (db);
+  fixture_open (f);
+}
+
+/* A database of schema version 1 (before the sort indexes) is migrated in
+ * place on open and keeps its tasks. */
+static void
+test_migrate_v1 (Fixture *f, gconstpointer data)
+{
+  write_ok (f, create_write ("ws-migrate001", "Old data"));
+  fixture_close (f);
+  sqlite3 *db = NULL;
+  g_assert_cmpint (sqlite3_open (f->db_path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, "DROP INDEX tasks_by_updated; DROP INDEX tasks_by_created;"
+                                 " PRAGMA user_version = 1;", NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+
+  fixture_open (f);
+  g_autoptr (JsonParser) p = NULL;
+  JsonObject *t = get_task (f, "ws-migrate001", &p);
+  g_assert_cmpstr (json_object_get_string_member (t, "title"), ==, "Old data");
+  fixture_close (f);
+
+  g_assert_cmpint (sqlite3_open_v2 (f->db_path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+  sqlite3_stmt *st = NULL;
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                       " ('tasks_by_updated', 'tasks_by_created')", -1, &st, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  g_assert_cmpint (sqlite3_column_int (st, 0), ==, 2);
+  sqlite3_finalize (st);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &st, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
+  g_assert_cmpint (sqlite3_column_int (st, 0), ==, 2);
+  sqlite3_finalize (st);
+  sqlite3_close (db);
+  fixture_open (f);
+}
+
+/* A database from a newer wspd is refused, not damaged. */
+static void
+test_refuses_newer_schema (Fixture *f, gconstpointer data)
+{
+  fixture_close (f);
+  sqlite3 *db = NULL;
+  g_assert_cmpint (sqlite3_open (f->db_path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 99;", NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  g_autoptr (GError) error = NULL;
+  WspStoreOptions opts = { f->db_path, "abcdefghijklmnopqrstuvwxyz", &f->id, 8 };
+  WspStore *store = wsp_store_open (&opts, &error);
+  g_assert_null (store);
+  g_assert_error (error, WSP_ERROR, WSP_ERROR_CORRUPT);
+  g_assert_nonnull (strstr (error->message, "newer"));
+  g_assert_cmpint (sqlite3_open (f->db_path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 2;", NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  fixture_open (f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -753,6 +849,9 @@ main (int argc, char **argv)
   ADD ("full-text", test_full_text);
   ADD ("persistence-and-chain", test_persistence_and_chain);
   ADD ("backpressure", test_backpressure);
+  ADD ("signed-heads-bound-runs", test_signed_heads_bound_runs);
+  ADD ("migrate-v1", test_migrate_v1);
+  ADD ("refuses-newer-schema", test_refuses_newer_schema);
   ADD ("ingest-applies-and-is-idempotent", test_ingest_applies_and_is_idempotent);
   ADD ("ingest-rejects-tampering", test_ingest_rejects_tampering);
   ADD ("ingest-detects-fork", test_ingest_detects_fork);
