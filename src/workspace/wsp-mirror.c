@@ -34,11 +34,17 @@
 #define MASS_REMOVAL_SHARE 0.20
 #define MASS_REMOVAL_MIN   10
 
+/* Per-field digests of a file's content: what the file said when the
+ * daemon last wrote or applied it (the base of a three-way merge). */
+enum { D_TITLE, D_BODY, D_STATUS, D_PRIORITY, D_ASSIGNEE, D_PARENT, D_DUE, D_LABELS, D_DEPS, D_N };
+
 typedef struct {
-  char   *hash;     /* hex SHA-256 of the content */
-  char   *id;       /* task id the file holds (NULL if it never parsed) */
-  gint64  size;
-  gint64  mtime;    /* ns */
+  char    *hash;     /* hex SHA-256 of the content */
+  char    *id;       /* task id the file holds (NULL if it never parsed) */
+  gint64   size;
+  gint64   mtime;    /* ns */
+  gboolean has_base; /* base is valid (not after a restart: the index keeps no digests) */
+  guint64  base[D_N];
 } Known;
 
 static void
@@ -77,6 +83,7 @@ struct _WspMirror {
   GHashTable  *pending_ids;     /* id → NULL (set), under lock */
   gboolean     pending_rescan;
   gboolean     stopping;
+  gint         stop_flag;       /* atomic copy of stopping, read without the lock */
   guint64      enqueued;        /* hand-overs so far */
   guint64      round_target;    /* enqueued when the current round began */
   guint64      done;            /* hand-overs fully processed */
@@ -92,10 +99,131 @@ struct _WspMirror {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Long loops (a reconcile of 100,000 files) give way to a stop request, so
+ * the daemon still exits within its 5 s; the index keeps what was done. */
+static gboolean
+stop_requested (WspMirror *self)
+{
+  return g_atomic_int_get (&self->stop_flag);
+}
+
 static gint64
 stat_mtime_ns (const struct stat *st)
 {
   return (gint64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static guint64
+digest_str (const char *s)
+{
+  /* FNV-1a, 64 bits; NULL and "" differ on purpose only through the seed. */
+  guint64 h = s ? 1469598103934665603ULL : 7ULL;
+  for (const char *p = s ? s : ""; *p; p++)
+    h = (h ^ (guchar) *p) * 1099511628211ULL;
+  return h;
+}
+
+static int
+cmp_strp (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+static guint64
+digest_set (const char *const *items, guint n)
+{
+  g_autoptr (GPtrArray) sorted = g_ptr_array_new ();
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (sorted, (gpointer) items[i]);
+  g_ptr_array_sort (sorted, cmp_strp);
+  guint64 h = 1469598103934665603ULL;
+  for (guint i = 0; i < sorted->len; i++)
+    h = (h ^ digest_str (sorted->pdata[i])) * 1099511628211ULL;
+  return h;
+}
+
+static const char *
+empty_null (const char *s)
+{
+  return s && *s ? s : NULL;
+}
+
+static void
+digest_view (const WspTaskFileView *v, guint64 d[D_N])
+{
+  g_autofree char *body = wsp_taskfile_body_normalize (v->body);
+  d[D_TITLE] = digest_str (v->title ? v->title : "");
+  d[D_BODY] = digest_str (body);
+  d[D_STATUS] = digest_str (v->status ? v->status : "todo");
+  d[D_PRIORITY] = (guint64) v->priority;
+  d[D_ASSIGNEE] = digest_str (empty_null (v->assignee));
+  d[D_PARENT] = digest_str (empty_null (v->parent));
+  d[D_DUE] = digest_str (empty_null (v->due));
+  d[D_LABELS] = digest_set (v->labels, v->labels ? g_strv_length ((char **) v->labels) : 0);
+  d[D_DEPS] = digest_set (v->depends_on, v->depends_on ? g_strv_length ((char **) v->depends_on) : 0);
+}
+
+/* Digests of the keys a parsed file gives; absent keys keep `base`'s. */
+static void
+digest_file (const WspTaskFile *f, const guint64 base[D_N], guint64 d[D_N])
+{
+  memcpy (d, base, sizeof (guint64) * D_N);
+  if (f->present & WSP_TASKFILE_KEY_TITLE)
+    d[D_TITLE] = digest_str (f->title);
+  d[D_BODY] = digest_str (f->body);
+  if (f->present & WSP_TASKFILE_KEY_STATUS)
+    d[D_STATUS] = digest_str (f->status);
+  if (f->present & WSP_TASKFILE_KEY_PRIORITY)
+    d[D_PRIORITY] = (guint64) f->priority;
+  if (f->present & WSP_TASKFILE_KEY_ASSIGNEE)
+    d[D_ASSIGNEE] = digest_str (empty_null (f->assignee));
+  if (f->present & WSP_TASKFILE_KEY_PARENT)
+    d[D_PARENT] = digest_str (empty_null (f->parent));
+  if (f->present & WSP_TASKFILE_KEY_DUE)
+    d[D_DUE] = digest_str (empty_null (f->due));
+  if (f->present & WSP_TASKFILE_KEY_LABELS)
+    d[D_LABELS] = digest_set ((const char *const *) f->labels->pdata, f->labels->len);
+  if (f->present & WSP_TASKFILE_KEY_DEPENDS_ON)
+    d[D_DEPS] = digest_set ((const char *const *) f->depends_on->pdata, f->depends_on->len);
+}
+
+/* Three-way merge: keep in w only what the person changed in the file
+ * relative to what the daemon last wrote there, so that a file edit never
+ * reverts a change that reached the store meanwhile (from the API or a
+ * peer). Returns w, or NULL (freed) when nothing is left. */
+static WspWrite *
+keep_changed_fields (WspWrite *w, const guint64 base[D_N], const guint64 now[D_N])
+{
+  static const struct { WspField field; int d; } map[] = {
+    { WSP_FIELD_TITLE, D_TITLE }, { WSP_FIELD_BODY, D_BODY }, { WSP_FIELD_STATUS, D_STATUS },
+    { WSP_FIELD_PRIORITY, D_PRIORITY }, { WSP_FIELD_ASSIGNEE, D_ASSIGNEE },
+    { WSP_FIELD_PARENT, D_PARENT }, { WSP_FIELD_DUE, D_DUE },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (map); i++)
+    if ((w->field_mask & (1u << map[i].field)) && base[map[i].d] == now[map[i].d])
+      {
+        w->field_mask &= ~(1u << map[i].field);
+        wsp_value_clear (&w->fields[map[i].field]);
+      }
+  if (base[D_LABELS] == now[D_LABELS])
+    {
+      g_clear_pointer (&w->labels_add, g_ptr_array_unref);
+      g_clear_pointer (&w->labels_remove, g_ptr_array_unref);
+      w->labels_replace = FALSE;
+    }
+  if (base[D_DEPS] == now[D_DEPS])
+    {
+      g_clear_pointer (&w->deps_add, g_ptr_array_unref);
+      g_clear_pointer (&w->deps_remove, g_ptr_array_unref);
+      w->deps_replace = FALSE;
+    }
+  gboolean empty = w->field_mask == 0 && !w->labels_add && !w->labels_remove && !w->deps_add && !w->deps_remove;
+  if (empty)
+    {
+      wsp_write_free (w);
+      return NULL;
+    }
+  return w;
 }
 
 static const char *
@@ -134,7 +262,7 @@ clear_problem (WspMirror *self, const char *path)
   g_mutex_unlock (&self->lock);
 }
 
-static void
+static Known *
 known_set (WspMirror *self, const char *path, const char *hash, const char *id, gint64 size, gint64 mtime)
 {
   Known *old = g_hash_table_lookup (self->known, path);
@@ -154,6 +282,7 @@ known_set (WspMirror *self, const char *path, const char *hash, const char *id, 
   if (id)
     g_hash_table_replace (self->path_of_id, g_strdup (id), key);
   self->index_dirty = TRUE;
+  return k;
 }
 
 static void
@@ -231,22 +360,24 @@ canonical_path (WspMirror *self, const char *id)
 }
 
 static gboolean
-write_task_file (WspMirror *self, const char *path, const char *id, GBytes *bytes)
+write_task_file (WspMirror *self, const char *path, const char *id, GBytes *bytes, const WspTaskFileView *view)
 {
   g_autoptr (GError) error = NULL;
   gsize len;
   const char *data = g_bytes_get_data (bytes, &len);
-  if (!wsp_write_file_atomic (path, data, len, 0644, &error))
+  /* No fsync: the store is the durable copy; a file lost to a power cut
+   * is written again (or reported) by the next reconcile. */
+  if (!wsp_write_file_atomic_nosync (path, data, len, 0644, &error))
     {
       g_warning ("writing %s failed: %s", path, error->message);
       return FALSE;
     }
   struct stat st;
   g_autofree char *hash = wsp_taskfile_hash (data, len);
-  if (stat (path, &st) == 0)
-    known_set (self, path, hash, id, st.st_size, stat_mtime_ns (&st));
-  else
-    known_set (self, path, hash, id, -1, -1);
+  gboolean ok = stat (path, &st) == 0;
+  Known *k = known_set (self, path, hash, id, ok ? st.st_size : -1, ok ? stat_mtime_ns (&st) : -1);
+  digest_view (view, k->base);
+  k->has_base = TRUE;
   return TRUE;
 }
 
@@ -280,6 +411,23 @@ render_task (WspMirror *self, const char *id, const char *original_path)
   g_autofree char *old = NULL;
   gsize old_len = 0;
   g_file_get_contents (original_path ? original_path : path, &old, &old_len, NULL);
+  if (old && !original_path)
+    {
+      /* Never overwrite an edit we have not applied yet: a file whose
+       * content is not what we last wrote or applied is someone's change.
+       * Apply it first (it is queued again); this render follows from the
+       * store's commit. */
+      Known *k = g_hash_table_lookup (self->known, path);
+      g_autofree char *on_disk = wsp_taskfile_hash (old, old_len);
+      if (!k || g_strcmp0 (k->hash, on_disk) != 0)
+        {
+          g_mutex_lock (&self->lock);
+          g_hash_table_add (self->pending_paths, g_strdup (path));
+          self->enqueued++;
+          g_mutex_unlock (&self->lock);
+          return;
+        }
+    }
   g_autoptr (GBytes) original = old ? g_bytes_new (old, old_len) : NULL;
   g_autoptr (GBytes) bytes = wsp_taskfile_render (view, original);
   if (old && !original_path && g_bytes_get_size (bytes) == old_len
@@ -292,11 +440,16 @@ render_task (WspMirror *self, const char *id, const char *original_path)
           g_autofree char *hash = wsp_taskfile_hash (old, old_len);
           struct stat st;
           if (stat (path, &st) == 0)
-            known_set (self, path, hash, id, st.st_size, stat_mtime_ns (&st));
+            k = known_set (self, path, hash, id, st.st_size, stat_mtime_ns (&st));
+        }
+      if (k)
+        {
+          digest_view (view, k->base);
+          k->has_base = TRUE;
         }
       return;
     }
-  if (write_task_file (self, path, id, bytes))
+  if (write_task_file (self, path, id, bytes, view))
     clear_problem (self, path);
 }
 
@@ -316,21 +469,118 @@ statuses_for (WspMirror *self, const char *current)
   return out;
 }
 
-static gboolean
-submit (WspMirror *self, WspWrite *w, const char *path)
+/* ---- files → store: a batch of writes, submitted together ------------- */
+
+/* One file's write, in flight in the store, and what to do once it is
+ * durable. A watcher batch submits all of them before waiting, so the store
+ * commits them in a few transactions instead of one per file. */
+typedef enum {
+  ACT_UPDATE,   /* an existing task changed */
+  ACT_CREATE,   /* a new task; render it (and move a file without id) */
+  ACT_DELETE,   /* a removed file */
+} ActKind;
+
+typedef struct _Batch Batch;
+
+typedef struct {
+  Batch   *batch;
+  ActKind  kind;
+  char    *path;
+  char    *id;
+  char    *hash;
+  gint64   size;
+  gint64   mtime;
+  gboolean move;
+  gboolean has_digest;
+  guint64  digest[D_N];   /* of the file as applied */
+  GError  *error;
+} Act;
+
+struct _Batch {
+  GMutex     mutex;
+  GCond      cond;
+  guint      in_flight;
+  GPtrArray *acts;   /* Act* */
+};
+
+static void
+act_free (Act *a)
 {
-  g_autoptr (GError) error = NULL;
-  if (!wsp_store_write_sync (self->store, w, NULL, &error))
-    {
-      set_problem (self, path, 1, error->message);
-      return FALSE;
-    }
-  return TRUE;
+  g_free (a->path);
+  g_free (a->id);
+  g_free (a->hash);
+  g_clear_error (&a->error);
+  g_free (a);
 }
 
-/* A file appeared or changed. */
 static void
-apply_file (WspMirror *self, const char *path, const char *data, gsize len, const struct stat *st)
+batch_init (Batch *b)
+{
+  g_mutex_init (&b->mutex);
+  g_cond_init (&b->cond);
+  b->in_flight = 0;
+  b->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) act_free);
+}
+
+static void
+batch_clear (Batch *b)
+{
+  g_ptr_array_unref (b->acts);
+  g_mutex_clear (&b->mutex);
+  g_cond_clear (&b->cond);
+}
+
+/* Store writer thread. */
+static void
+on_act_done (const WspWriteResult *r, gpointer data)
+{
+  Act *a = data;
+  Batch *b = a->batch;
+  g_mutex_lock (&b->mutex);
+  if (r->error)
+    a->error = g_error_copy (r->error);
+  b->in_flight--;
+  g_cond_signal (&b->cond);
+  g_mutex_unlock (&b->mutex);
+}
+
+static void
+batch_wait (Batch *b, guint at_most)
+{
+  g_mutex_lock (&b->mutex);
+  while (b->in_flight > at_most)
+    g_cond_wait (&b->cond, &b->mutex);
+  g_mutex_unlock (&b->mutex);
+}
+
+#define BATCH_MAX_IN_FLIGHT 256   /* of the store's 1,024 queue slots */
+
+/* Queues w for act a (taking both). At most BATCH_MAX_IN_FLIGHT of ours
+ * wait in the store at once; a store queue full anyway (heavy API load) is
+ * back-pressure: the act fails with BUSY and its file is retried in the
+ * next round. */
+static void
+batch_submit (Batch *b, WspMirror *self, Act *a, WspWrite *w)
+{
+  a->batch = b;
+  g_ptr_array_add (b->acts, a);
+  batch_wait (b, BATCH_MAX_IN_FLIGHT - 1);
+  g_mutex_lock (&b->mutex);
+  b->in_flight++;
+  g_mutex_unlock (&b->mutex);
+  g_autoptr (GError) error = NULL;
+  if (!wsp_store_submit (self->store, w, on_act_done, a, &error))
+    {
+      g_mutex_lock (&b->mutex);
+      b->in_flight--;
+      g_mutex_unlock (&b->mutex);
+      a->error = g_steal_pointer (&error);
+    }
+}
+
+/* A file appeared or changed: parse and queue its write. */
+static void
+plan_file (WspMirror *self, Batch *b, const char *path, const char *data, gsize len, const struct stat *st)
 {
   g_autofree char *hash = wsp_taskfile_hash (data, len);
   Known *k = g_hash_table_lookup (self->known, path);
@@ -345,7 +595,7 @@ apply_file (WspMirror *self, const char *path, const char *data, gsize len, cons
       return;
     }
 
-  /* Parse once without the current status to learn the id. */
+  /* Parse once without the column check to learn the id. */
   g_autoptr (WspTaskFile) file = NULL;
   WspTaskFileProblem problem = { 0 };
   g_autoptr (GError) error = NULL;
@@ -362,7 +612,8 @@ apply_file (WspMirror *self, const char *path, const char *data, gsize len, cons
   if (file->id && wsp_store_reader_task_json (self->reader, file->id, json, &lookup_error))
     current = wsp_taskfile_view_new_from_json (json->str, (gssize) json->len, NULL);
 
-  /* Now with the real column check. */
+  /* Now with the columns (plus the task's own status, which may be a
+   * peer's column this replica does not have). */
   {
     g_auto (GStrv) statuses = statuses_for (self, current ? current->status : NULL);
     g_clear_pointer (&file, wsp_taskfile_free);
@@ -386,54 +637,117 @@ apply_file (WspMirror *self, const char *path, const char *data, gsize len, cons
         }
     }
 
+  Act *a = g_new0 (Act, 1);
+  a->path = g_strdup (path);
+  a->hash = g_steal_pointer (&hash);
+  a->size = st->st_size;
+  a->mtime = stat_mtime_ns (st);
+
   if (file->id && current)
     {
+      a->kind = ACT_UPDATE;
+      a->id = g_strdup (file->id);
       WspWrite *w = wsp_taskfile_diff (file, current);
-      if (w && !submit (self, w, path))
-        return;
+      if (k && k->has_base)
+        {
+          digest_file (file, k->base, a->digest);
+          a->has_digest = TRUE;
+          if (w)
+            w = keep_changed_fields (w, k->base, a->digest);
+        }
+      if (!w)
+        {
+          g_ptr_array_add (b->acts, a);   /* nothing to write: finish at once */
+          return;
+        }
+      batch_submit (b, self, a, w);
     }
   else if (file->id && g_error_matches (lookup_error, WSP_ERROR, WSP_ERROR_GONE))
     {
       g_autofree char *msg = g_strdup_printf ("id: task '%s' was deleted; a deleted task does not come back",
                                               file->id);
       set_problem (self, path, 1, msg);
-      return;
+      act_free (a);
     }
   else
     {
       /* A new task: the file's own id (a file from another clone, or one a
        * person named) or a fresh one. */
-      g_autofree char *id = file->id ? g_strdup (file->id) : wsp_task_id_new (self->prefix);
-      if (!submit (self, wsp_taskfile_create_write (file, id), path))
-        return;
-      clear_problem (self, path);
-      /* Write it back with its id (and created_at…); a file without an id
-       * moves to its canonical name. */
-      g_autofree char *canon = canonical_path (self, id);
-      gboolean move = !file->id && strcmp (canon, path) != 0 && !g_file_test (canon, G_FILE_TEST_EXISTS);
-      g_autofree char *target = g_strdup (move ? canon : path);
-      known_remove (self, path);
-      /* Claim the target path for this id before rendering. */
-      known_set (self, target, "", id, -1, -1);
-      render_task (self, id, path);
-      if (move)
-        {
-          g_unlink (path);
-          known_remove (self, path);
-        }
+      a->kind = ACT_CREATE;
+      a->id = file->id ? g_strdup (file->id) : wsp_task_id_new (self->prefix);
+      g_autofree char *canon = canonical_path (self, a->id);
+      a->move = !file->id && strcmp (canon, path) != 0 && !g_file_test (canon, G_FILE_TEST_EXISTS);
+      /* Claim the id now so a second file with it in this batch is refused. */
+      batch_submit (b, self, a, wsp_taskfile_create_write (file, a->id));
+    }
+}
+
+/* After the writes are durable: problems, index, renders and renames. */
+static void
+finish_act (WspMirror *self, Act *a)
+{
+  if (g_error_matches (a->error, WSP_ERROR, WSP_ERROR_BUSY))
+    {
+      /* Try the file again in the next round (a removal stays known, so
+       * that its absence is seen again). */
+      if (a->kind == ACT_DELETE)
+        known_set (self, a->path, "", a->id, -1, -1);
+      else
+        known_remove (self, a->path);
+      g_mutex_lock (&self->lock);
+      g_hash_table_add (self->pending_paths, g_strdup (a->path));
+      self->enqueued++;
+      g_mutex_unlock (&self->lock);
       return;
     }
-
-  clear_problem (self, path);
-  known_set (self, path, hash, file->id, st->st_size, stat_mtime_ns (st));
-  /* Let the file show what the store now holds (normalised fields,
-   * updated_at, comments) — a write the watcher then ignores. */
-  render_task (self, file->id, NULL);
+  if (a->error)
+    {
+      if (a->kind == ACT_DELETE)
+        g_warning ("deleting task %s for removed file %s failed: %s", a->id, a->path, a->error->message);
+      else
+        set_problem (self, a->path, 1, a->error->message);
+      return;
+    }
+  switch (a->kind)
+    {
+    case ACT_UPDATE:
+      {
+        clear_problem (self, a->path);
+        Known *k = known_set (self, a->path, a->hash, a->id, a->size, a->mtime);
+        if (a->has_digest)
+          {
+            memcpy (k->base, a->digest, sizeof k->base);
+            k->has_base = TRUE;
+          }
+        /* Show the merged task (what the store holds now, which may include
+         * changes made elsewhere meanwhile); unchanged bytes are not
+         * rewritten. */
+        render_task (self, a->id, NULL);
+      }
+      break;
+    case ACT_CREATE:
+      {
+        clear_problem (self, a->path);
+        g_autofree char *canon = canonical_path (self, a->id);
+        g_autofree char *target = g_strdup (a->move ? canon : a->path);
+        known_remove (self, a->path);
+        known_set (self, target, "", a->id, -1, -1);
+        render_task (self, a->id, a->path);
+        if (a->move)
+          {
+            g_unlink (a->path);
+            known_remove (self, a->path);
+          }
+      }
+      break;
+    case ACT_DELETE:
+      break;
+    }
 }
 
 /* Files gone: delete their tasks, unless too many went at once. */
 static void
-apply_removals (WspMirror *self, GPtrArray *removed)
+plan_removals (WspMirror *self, Batch *b, GPtrArray *removed)
 {
   if (!removed->len)
     return;
@@ -476,9 +790,11 @@ apply_removals (WspMirror *self, GPtrArray *removed)
       const char *other = g_hash_table_lookup (self->path_of_id, id);
       if (other && g_file_test (other, G_FILE_TEST_EXISTS))
         continue;
-      g_autoptr (GError) error = NULL;
-      if (!wsp_store_write_sync (self->store, wsp_write_new (WSP_WRITE_DELETE, id), NULL, &error))
-        g_warning ("deleting task %s for removed file %s failed: %s", id, path, error->message);
+      Act *a = g_new0 (Act, 1);
+      a->kind = ACT_DELETE;
+      a->path = g_strdup (path);
+      a->id = g_strdup (id);
+      batch_submit (b, self, a, wsp_write_new (WSP_WRITE_DELETE, id));
     }
 }
 
@@ -486,7 +802,9 @@ static void
 process_paths (WspMirror *self, GPtrArray *paths)
 {
   g_autoptr (GPtrArray) removed = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < paths->len; i++)
+  Batch b;
+  batch_init (&b);
+  for (guint i = 0; i < paths->len && !stop_requested (self); i++)
     {
       const char *path = g_ptr_array_index (paths, i);
       if (!is_task_file (path))
@@ -511,9 +829,13 @@ process_paths (WspMirror *self, GPtrArray *paths)
       gsize len = 0;
       if (!g_file_get_contents (path, &data, &len, NULL))
         continue;   /* gone meanwhile: a later event says so */
-      apply_file (self, path, data, len, &st);
+      plan_file (self, &b, path, data, len, &st);
     }
-  apply_removals (self, removed);
+  plan_removals (self, &b, removed);
+  batch_wait (&b, 0);
+  for (guint i = 0; i < b.acts->len; i++)
+    finish_act (self, g_ptr_array_index (b.acts, i));
+  batch_clear (&b);
 }
 
 /* ---- reconcile ---------------------------------------------------------- */
@@ -572,7 +894,7 @@ reconcile (WspMirror *self)
   g_autoptr (GError) error = NULL;
   if (!wsp_store_reader_live_ids (self->reader, ids, &error))
     g_warning ("listing tasks failed: %s", error->message);
-  for (guint i = 0; i < ids->len; i++)
+  for (guint i = 0; i < ids->len && !stop_requested (self); i++)
     {
       const char *id = g_ptr_array_index (ids, i);
       const char *path = g_hash_table_lookup (self->path_of_id, id);
@@ -649,7 +971,7 @@ worker_thread (gpointer data)
       if (rescan)
         reconcile (self);
       process_paths (self, paths);
-      for (guint i = 0; i < ids->len; i++)
+      for (guint i = 0; i < ids->len && !stop_requested (self); i++)
         render_task (self, g_ptr_array_index (ids, i), NULL);
       if (self->index_dirty && (paths->len || ids->len))
         index_save (self);
@@ -740,6 +1062,7 @@ wsp_mirror_stop (WspMirror *self)
     wsp_watcher_stop (self->watcher);
   if (self->store)
     wsp_store_remove_listener (self->store, on_store_changed, self);
+  g_atomic_int_set (&self->stop_flag, 1);
   g_mutex_lock (&self->lock);
   self->stopping = TRUE;
   g_cond_broadcast (&self->cond);

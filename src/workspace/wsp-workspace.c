@@ -155,8 +155,23 @@ fsync_parent (const char *path)
   close (dfd);
 }
 
+static gboolean write_file_atomic (const char *path, const void *data, gsize len, int mode,
+                                   gboolean durable, GError **error);
+
 gboolean
 wsp_write_file_atomic (const char *path, const void *data, gsize len, int mode, GError **error)
+{
+  return write_file_atomic (path, data, len, mode, TRUE, error);
+}
+
+gboolean
+wsp_write_file_atomic_nosync (const char *path, const void *data, gsize len, int mode, GError **error)
+{
+  return write_file_atomic (path, data, len, mode, FALSE, error);
+}
+
+static gboolean
+write_file_atomic (const char *path, const void *data, gsize len, int mode, gboolean durable, GError **error)
 {
   g_autofree char *tmp = g_strdup_printf ("%s.tmp-XXXXXX", path);
   int fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, mode);
@@ -170,7 +185,7 @@ wsp_write_file_atomic (const char *path, const void *data, gsize len, int mode, 
       return FALSE;
     }
   /* mkstemp's mode passes through the umask; the caller's mode is exact. */
-  if (fchmod (fd, (mode_t) mode) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
+  if (fchmod (fd, (mode_t) mode) != 0 || !write_all (fd, data, len) || (durable && fsync (fd) != 0))
     {
       saved = errno;
       close (fd);
@@ -195,7 +210,8 @@ wsp_write_file_atomic (const char *path, const void *data, gsize len, int mode, 
                    "failed to rename '%s' into place: %s", path, g_strerror (saved));
       return FALSE;
     }
-  fsync_parent (path);
+  if (durable)
+    fsync_parent (path);
   return TRUE;
 }
 

@@ -94,5 +94,9 @@ void     wsp_daemon_info_remove (const WspPaths *paths);
 
 /* Atomic file write (temp + fsync + rename), with mode. */
 gboolean wsp_write_file_atomic (const char *path, const void *data, gsize len, int mode, GError **error);
+/* The same without fsync: still atomic for readers (rename), but a power
+ * loss may leave the old or an empty file. For files that are rebuilt from
+ * the store (task files). */
+gboolean wsp_write_file_atomic_nosync (const char *path, const void *data, gsize len, int mode, GError **error);
 
 G_END_DECLS

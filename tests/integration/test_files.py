@@ -203,6 +203,20 @@ class Files(unittest.TestCase):
         write_atomic(p, good.replace("title: Will break", "title: Fixed"))
         self.wait_field(t["id"], "title", "Fixed")
 
+    def test_file_edit_does_not_revert_a_concurrent_api_change(self):
+        t = self.d.create_task("Concurrent", priority=2)
+        p = self.path(t["id"])
+        wait_until(lambda: os.path.exists(p), timeout=10)
+        # The file changes the title; at the same moment the API changes the
+        # priority. The file still says priority 2, but that is not an edit.
+        write_atomic(p, read(p).replace("title: Concurrent", "title: Concurrent, edited"))
+        status, _, _ = self.d.request("PATCH", f"/api/v1/tasks/{t['id']}", {"priority": 0})
+        self.assertEqual(status, 200)
+        self.wait_field(t["id"], "title", "Concurrent, edited")
+        wait_until(lambda: "priority: 0" in read(p), timeout=10, what="the merged file")
+        self.assertEqual(self.get(t["id"])[1]["priority"], 0)
+        self.assertIn("Concurrent, edited", read(p))
+
     def test_unknown_keys_are_kept(self):
         t = self.d.create_task("Keeps keys")
         p = self.path(t["id"])
