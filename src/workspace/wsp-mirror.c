@@ -24,6 +24,8 @@
 #include "common/wsp-common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -359,19 +361,81 @@ canonical_path (WspMirror *self, const char *id)
   return g_build_filename (self->tasks_dir, name, NULL);
 }
 
-static gboolean
-write_task_file (WspMirror *self, const char *path, const char *id, GBytes *bytes, const WspTaskFileView *view)
+/* Puts path back on the queue: its content is someone's edit to apply. */
+static void
+requeue_path (WspMirror *self, const char *path)
 {
-  g_autoptr (GError) error = NULL;
+  g_mutex_lock (&self->lock);
+  g_hash_table_add (self->pending_paths, g_strdup (path));
+  self->enqueued++;
+  g_mutex_unlock (&self->lock);
+}
+
+/* based_on: the hash of the content the render replaces (NULL: none). The
+ * file is checked again just before it is replaced, so an edit saved while
+ * we rendered is applied instead of overwritten (the window left is the
+ * few microseconds between that check and the rename). */
+static gboolean
+write_task_file (WspMirror *self, const char *path, const char *id, GBytes *bytes, const WspTaskFileView *view,
+                 const char *based_on)
+{
   gsize len;
   const char *data = g_bytes_get_data (bytes, &len);
+  g_autofree char *tmp = g_strdup_printf ("%s.tmp-wspd", path);
+
   /* No fsync: the store is the durable copy; a file lost to a power cut
    * is written again (or reported) by the next reconcile. */
-  if (!wsp_write_file_atomic_nosync (path, data, len, 0644, &error))
+  g_autoptr (GError) error = NULL;
+  if (!g_file_set_contents_full (tmp, data, (gssize) len, G_FILE_SET_CONTENTS_NONE, 0644, &error))
     {
-      g_warning ("writing %s failed: %s", path, error->message);
+      g_warning ("writing %s failed: %s", tmp, error->message);
       return FALSE;
     }
+
+  /* Replace the file only if it still holds what we rendered from, with
+   * no window for a lost edit: swap atomically, then look at what came
+   * out; if it was someone's newer save, swap it back and apply it. */
+  if (!based_on)
+    {
+      if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0)
+        {
+          int saved = errno;
+          g_unlink (tmp);
+          if (saved == EEXIST)
+            requeue_path (self, path);   /* someone made the file meanwhile */
+          else
+            g_warning ("renaming %s into place failed: %s", path, g_strerror (saved));
+          return FALSE;
+        }
+    }
+  else
+    {
+      if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) != 0)
+        {
+          int saved = errno;
+          g_unlink (tmp);
+          if (saved == ENOENT)
+            requeue_path (self, path);   /* removed meanwhile */
+          else
+            g_warning ("replacing %s failed: %s", path, g_strerror (saved));
+          return FALSE;
+        }
+      g_autofree char *out = NULL;
+      gsize out_len = 0;
+      g_file_get_contents (tmp, &out, &out_len, NULL);
+      g_autofree char *out_hash = out ? wsp_taskfile_hash (out, out_len) : NULL;
+      if (g_strcmp0 (out_hash, based_on) != 0)
+        {
+          /* Someone saved after we read the file: put their save back. */
+          if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) != 0)
+            g_warning ("restoring %s failed: %s", path, g_strerror (errno));
+          g_unlink (tmp);
+          requeue_path (self, path);
+          return FALSE;
+        }
+      g_unlink (tmp);
+    }
+
   struct stat st;
   g_autofree char *hash = wsp_taskfile_hash (data, len);
   gboolean ok = stat (path, &st) == 0;
@@ -421,10 +485,7 @@ render_task (WspMirror *self, const char *id, const char *original_path)
       g_autofree char *on_disk = wsp_taskfile_hash (old, old_len);
       if (!k || g_strcmp0 (k->hash, on_disk) != 0)
         {
-          g_mutex_lock (&self->lock);
-          g_hash_table_add (self->pending_paths, g_strdup (path));
-          self->enqueued++;
-          g_mutex_unlock (&self->lock);
+          requeue_path (self, path);
           return;
         }
     }
@@ -449,7 +510,22 @@ render_task (WspMirror *self, const char *id, const char *original_path)
         }
       return;
     }
-  if (write_task_file (self, path, id, bytes, view))
+  g_autofree char *based_on = old && !original_path ? wsp_taskfile_hash (old, old_len) : NULL;
+  if (!original_path && !old && g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      requeue_path (self, path);   /* appeared meanwhile: someone's file */
+      return;
+    }
+  if (original_path)
+    {
+      /* A create's render replaces the file it came from (or writes its
+       * new name): base it on what is at path now. */
+      g_autofree char *cur = NULL;
+      gsize cur_len = 0;
+      if (g_file_get_contents (path, &cur, &cur_len, NULL))
+        based_on = wsp_taskfile_hash (cur, cur_len);
+    }
+  if (write_task_file (self, path, id, bytes, view, based_on))
     clear_problem (self, path);
 }
 
