@@ -303,7 +303,7 @@ def bench_watch(args):
             t0 = time.monotonic()
             os.rename(tmp, path)
             while ws.request("GET", f"/api/v1/tasks/{t['id']}")["title"] != title:
-                pass
+                time.sleep(0.0005)
             times.append((time.monotonic() - t0) * 1000)
         times.sort()
         figure("watch.visible_p50_ms", f"{times[len(times) // 2]:.1f}", "ms")
