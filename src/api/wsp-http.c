@@ -1406,6 +1406,17 @@ route_api (WspHttp *self, h2o_req_t *req, h2o_iovec_t path)
         self->problems_json (body, self->problems_data);
       else
         g_string_append (body, "{\"problems\":[]}");
+      /* Dependency cycles (only peers can make them) join the list. */
+      g_autoptr (GString) cycles = g_string_new (NULL);
+      guint n_cycles = 0;
+      if (wsp_store_reader_cycles_json (self->reader, cycles, &n_cycles, NULL) && n_cycles
+          && g_str_has_suffix (body->str, "]}")) {
+        g_string_truncate (body, body->len - 2);
+        if (body->str[body->len - 1] != '[')
+          g_string_append_c (body, ',');
+        g_string_append_len (body, cycles->str, cycles->len);
+        g_string_append (body, "]}");
+      }
       respond (self, req, 200, "application/json", body->str, body->len);
     } else
       send_method_not_allowed (self, req, "GET");

@@ -748,3 +748,117 @@ wsp_store_reader_live_ids (WspStoreReader *r, GPtrArray *out, GError **error)
     return sql_error (r, error);
   return TRUE;
 }
+
+/* ---- dependency cycles (problems) -------------------------------------- */
+
+/* Locally a dep.add that would close a cycle is refused, but concurrent
+ * adds on two replicas can still make one. Lists each cycle among live
+ * tasks once, as a problem entry: {"file","line":0,"kind":"dependency_cycle",
+ * "tasks":[…],"reason"}. Iterative DFS with colours over every live edge. */
+gboolean
+wsp_store_reader_cycles_json (WspStoreReader *r, GString *out, guint *n_found, GError **error)
+{
+  g_autoptr (sqlite3_stmt) st = NULL;
+  *n_found = 0;
+  if (sqlite3_prepare_v2 (r->db,
+                          "SELECT t.id, d.dep FROM task_deps d JOIN tasks t ON t.num = d.num"
+                          " JOIN tasks u ON u.id = d.dep WHERE t.live = 1 AND u.live = 1", -1, &st, NULL) != SQLITE_OK)
+    return sql_error (r, error);
+  g_autoptr (GHashTable) edges = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                        (GDestroyNotify) g_ptr_array_unref);
+  int rc;
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    {
+      const char *from = (const char *) sqlite3_column_text (st, 0);
+      GPtrArray *to = g_hash_table_lookup (edges, from);
+      if (!to)
+        {
+          to = g_ptr_array_new_with_free_func (g_free);
+          g_hash_table_insert (edges, g_strdup (from), to);
+        }
+      g_ptr_array_add (to, g_strdup ((const char *) sqlite3_column_text (st, 1)));
+    }
+  if (rc != SQLITE_DONE)
+    return sql_error (r, error);
+
+  /* colour: absent = white, 1 = on the stack, 2 = done. */
+  g_autoptr (GHashTable) colour = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GPtrArray) roots = g_ptr_array_new ();
+  {
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init (&it, edges);
+    while (g_hash_table_iter_next (&it, &key, NULL))
+      g_ptr_array_add (roots, key);
+  }
+  for (guint i = 0; i < roots->len; i++)
+    {
+      const char *root = roots->pdata[i];
+      if (g_hash_table_contains (colour, root))
+        continue;
+      g_autoptr (GPtrArray) stack = g_ptr_array_new ();     /* node names */
+      g_autoptr (GArray) next = g_array_new (FALSE, FALSE, sizeof (guint));
+      guint zero = 0;
+      g_ptr_array_add (stack, (gpointer) root);
+      g_array_append_val (next, zero);
+      g_hash_table_insert (colour, (gpointer) root, GINT_TO_POINTER (1));
+      while (stack->len)
+        {
+          const char *node = stack->pdata[stack->len - 1];
+          guint *k = &g_array_index (next, guint, next->len - 1);
+          GPtrArray *to = g_hash_table_lookup (edges, node);
+          if (to && *k < to->len)
+            {
+              const char *dst = to->pdata[(*k)++];
+              /* Use the key stored in `edges` (or the dep string) as the name. */
+              gpointer c = g_hash_table_lookup (colour, dst);
+              if (!c)
+                {
+                  gpointer key = NULL;
+                  if (!g_hash_table_lookup_extended (edges, dst, &key, NULL))
+                    {
+                      g_hash_table_insert (colour, (gpointer) dst, GINT_TO_POINTER (2));
+                      continue;
+                    }
+                  g_hash_table_insert (colour, key, GINT_TO_POINTER (1));
+                  g_ptr_array_add (stack, key);
+                  g_array_append_val (next, zero);
+                }
+              else if (GPOINTER_TO_INT (c) == 1)
+                {
+                  /* A back edge: the cycle is stack[j..] where stack[j] == dst. */
+                  guint j = stack->len;
+                  while (j > 0 && strcmp (stack->pdata[j - 1], dst) != 0)
+                    j--;
+                  if (j == 0)
+                    continue;
+                  j--;
+                  if (*n_found)
+                    g_string_append_c (out, ',');
+                  g_autoptr (GString) reason = g_string_new ("dependency cycle: ");
+                  g_string_append_printf (out, "{\"file\":\"tasks/%s.md\",\"line\":0,\"kind\":\"dependency_cycle\",\"tasks\":[",
+                                          (const char *) stack->pdata[j]);
+                  for (guint m = j; m < stack->len; m++)
+                    {
+                      if (m > j)
+                        g_string_append_c (out, ',');
+                      wsp_json_append_string (out, stack->pdata[m], -1);
+                      g_string_append_printf (reason, "%s → ", (const char *) stack->pdata[m]);
+                    }
+                  g_string_append (reason, dst);
+                  g_string_append (out, "],\"reason\":");
+                  wsp_json_append_string (out, reason->str, -1);
+                  g_string_append_c (out, '}');
+                  (*n_found)++;
+                }
+            }
+          else
+            {
+              g_hash_table_insert (colour, (gpointer) node, GINT_TO_POINTER (2));
+              g_ptr_array_set_size (stack, stack->len - 1);
+              g_array_set_size (next, next->len - 1);
+            }
+        }
+    }
+  return TRUE;
+}

@@ -195,6 +195,11 @@ gboolean wsp_store_reader_clock_json (WspStoreReader *r, GString *out, GError **
 void     wsp_store_reader_set_done_status (WspStoreReader *r, const char *status);
 /* Appends the id (char*) of every live task to out. */
 gboolean wsp_store_reader_live_ids (WspStoreReader *r, GPtrArray *out, GError **error);
+/* Appends one problem object per dependency cycle among live tasks
+ * ({"file","line":0,"kind":"dependency_cycle","tasks":[…],"reason"}),
+ * comma-separated, without brackets; *n_found counts them. Cycles can only
+ * arrive from peers (a local dep.add closing one is refused). */
+gboolean wsp_store_reader_cycles_json (WspStoreReader *r, GString *out, guint *n_found, GError **error);
 /* Number of live tasks (for metrics). */
 gint64   wsp_store_reader_count_tasks (WspStoreReader *r);
 

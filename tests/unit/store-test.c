@@ -832,6 +832,43 @@ test_refuses_newer_schema (Fixture *f, gconstpointer data)
   fixture_open (f);
 }
 
+/* A cycle that arrives from a peer (concurrent dep.adds) is reported, and
+ * ready/blocked still answer. */
+static void
+test_remote_cycle_reported (Fixture *f, gconstpointer data)
+{
+  write_ok (f, create_write ("ws-rcycleb000", "B"));
+  WspWrite *w = create_write ("ws-rcyclea000", "A");
+  w->deps_add = strs ("ws-rcycleb000", NULL);
+  write_ok (f, w);
+
+  Remote b;
+  remote_init (&b);
+  b.hlc = (guint64) g_get_real_time () / 1000 << 16;
+  g_bytes_unref (remote_op (&b, WSP_OP_DEP_ADD, "ws-rcycleb000", 0, "ws-rcyclea000", NULL));
+  ingest_ok (f, remote_run (&b, 1, 1), WSP_INGEST_OK);
+
+  g_autoptr (GString) out = g_string_new (NULL);
+  guint n = 0;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (wsp_store_reader_cycles_json (f->reader, out, &n, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (n, ==, 1);
+  g_assert_nonnull (strstr (out->str, "dependency_cycle"));
+  g_assert_nonnull (strstr (out->str, "ws-rcyclea000"));
+  g_assert_nonnull (strstr (out->str, "ws-rcycleb000"));
+
+  WspListQuery q = { .priority = -1, .limit = 100, .blocked = TRUE };
+  g_string_truncate (out, 0);
+  g_assert_true (wsp_store_reader_list_json (f->reader, &q, out, &error));
+  g_assert_nonnull (strstr (out->str, "ws-rcyclea000"));
+  WspListQuery r = { .priority = -1, .limit = 100, .ready = TRUE };
+  g_string_truncate (out, 0);
+  g_assert_true (wsp_store_reader_list_json (f->reader, &r, out, &error));
+  g_assert_null (strstr (out->str, "\"id\":\"ws-rcyclea000\""));
+  remote_clear (&b);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -857,6 +894,7 @@ main (int argc, char **argv)
   ADD ("ingest-detects-fork", test_ingest_detects_fork);
   ADD ("ingest-gap-and-causal-wait", test_ingest_gap_and_causal_wait);
   ADD ("concurrent-title-conflict", test_concurrent_title_conflict);
+  ADD ("remote-cycle-reported", test_remote_cycle_reported);
 #undef ADD
   return g_test_run ();
 }
