@@ -38,6 +38,7 @@
 #include <fcntl.h>
 #include <gio/gio.h>
 #include <h2o.h>
+#include <json-glib/json-glib.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -134,6 +135,7 @@ struct _WspHttp {
   char       *task_prefix;
   char      **statuses;
   void      (*problems_json) (GString *out, gpointer data);
+  gboolean  (*resolve_mass_removal) (gboolean delete, guint *n_tasks, GError **error, gpointer data);
   gpointer    problems_data;
   char       *health_json;
   int         listen_fd;
@@ -1112,6 +1114,38 @@ handle_comment (WspHttp *self, h2o_req_t *req, const char *id)
   submit_write (self, req, w);
 }
 
+/* POST /api/v1/problems/mass-removal {"action":"restore"|"delete"}. */
+static void
+handle_mass_removal (WspHttp *self, h2o_req_t *req)
+{
+  if (self->resolve_mass_removal == NULL) {
+    send_not_found (self, req);
+    return;
+  }
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) e = NULL;
+  const char *action = NULL;
+  if (req->entity.len > 0 && req->entity.len < 4096
+      && json_parser_load_from_data (parser, req->entity.base, (gssize) req->entity.len, NULL)
+      && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+    JsonNode *n = json_object_get_member (o, "action");
+    if (n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+      action = json_node_get_string (n);
+  }
+  if (action == NULL || (strcmp (action, "restore") != 0 && strcmp (action, "delete") != 0)) {
+    send_error (self, req, 400, "bad_request", "action: must be \"restore\" or \"delete\"");
+    return;
+  }
+  guint n = 0;
+  if (!self->resolve_mass_removal (strcmp (action, "delete") == 0, &n, &e, self->problems_data)) {
+    send_gerror (self, req, e);
+    return;
+  }
+  g_autofree char *body = g_strdup_printf ("{\"action\":\"%s\",\"tasks\":%u}", action, n);
+  respond (self, req, 200, "application/json", body, strlen (body));
+}
+
 static void
 handle_history (WspHttp *self, h2o_req_t *req, const char *id)
 {
@@ -1399,6 +1433,11 @@ route_api (WspHttp *self, h2o_req_t *req, h2o_iovec_t path)
       send_error (self, req, 501, "not_implemented", "peer sync is not available yet");
     else
       send_method_not_allowed (self, req, "DELETE");
+  } else if (IOV_IS (rest, "problems/mass-removal")) {
+    if (METHOD_IS (req, "POST"))
+      handle_mass_removal (self, req);
+    else
+      send_method_not_allowed (self, req, "POST");
   } else if (IOV_IS (rest, "problems")) {
     if (get) {
       g_autoptr (GString) body = g_string_new (NULL);
@@ -1833,6 +1872,7 @@ wsp_http_start (const WspHttpOptions *opts, GError **error)
   self->peer_id = g_strdup (opts->peer_id != NULL ? opts->peer_id : "");
   self->task_prefix = g_strdup (opts->task_prefix != NULL && *opts->task_prefix ? opts->task_prefix : "ws");
   self->problems_json = opts->problems_json;
+  self->resolve_mass_removal = opts->resolve_mass_removal;
   self->problems_data = opts->problems_data;
   if (opts->statuses != NULL && opts->statuses[0] != NULL) {
     self->statuses = g_strdupv ((char **) opts->statuses);

@@ -26,6 +26,10 @@ typedef struct {
   /* GET /api/v1/problems: appends {"problems":[…]}; runs on the HTTP
    * thread, must be thread-safe. NULL → always empty. */
   void             (*problems_json) (GString *out, gpointer data);
+  /* POST /api/v1/problems/mass-removal {"action":"restore"|"delete"}: runs
+   * on the HTTP thread; returns the number of tasks covered, or FALSE with
+   * NOT_FOUND (none waiting). NULL → 404. */
+  gboolean         (*resolve_mass_removal) (gboolean delete, guint *n_tasks, GError **error, gpointer data);
   gpointer           problems_data;
 } WspHttpOptions;
 

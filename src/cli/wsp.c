@@ -851,14 +851,45 @@ problems_array (JsonNode *root)
   return NULL;
 }
 
+static void
+show_mass_removal (JsonObject *root, gpointer data)
+{
+  const char *action = json_object_get_string_member_with_default (root, "action", "");
+  gint64 n = json_object_get_int_member_with_default (root, "tasks", 0);
+  if (g_strcmp0 (action, "delete") == 0)
+    printf ("deleting %" G_GINT64_FORMAT " task(s) whose files were removed\n", n);
+  else
+    printf ("writing the files of %" G_GINT64_FORMAT " task(s) again\n", n);
+}
+
 static int
 cmd_doctor (Globals *g, const Command *cmd, char **args)
 {
-  int rc = parse_options (g, cmd, NULL, &args);
+  gboolean restore = FALSE, apply_deletes = FALSE;
+  const GOptionEntry entries[] = {
+    { "restore-files", 0, 0, G_OPTION_ARG_NONE, &restore,
+      "After a mass removal of task files: write them again (the tasks stay)", NULL },
+    { "apply-deletes", 0, 0, G_OPTION_ARG_NONE, &apply_deletes,
+      "After a mass removal of task files: delete their tasks (final)", NULL },
+    G_OPTION_ENTRY_NULL,
+  };
+  int rc = parse_options (g, cmd, entries, &args);
   if (rc >= 0)
     return rc;
   if (n_positional (args) != 0)
     return usage_error (cmd, "unexpected argument '%s'", args[1]);
+  if (restore && apply_deletes)
+    return usage_error (cmd, "--restore-files and --apply-deletes exclude each other");
+  if (restore || apply_deletes)
+    {
+      g_autoptr(JsonBuilder) jb = json_builder_new ();
+      json_builder_begin_object (jb);
+      json_builder_set_member_name (jb, "action");
+      json_builder_add_string_value (jb, apply_deletes ? "delete" : "restore");
+      json_builder_end_object (jb);
+      g_autoptr(JsonNode) body = json_builder_get_root (jb);
+      return request_and_show (g, "POST", "/api/v1/problems/mass-removal", body, show_mass_removal, NULL);
+    }
 
   g_autoptr(GError) error = NULL;
   g_autoptr(WspClient) client = wsp_client_new (g->workspace, &error);
@@ -1016,7 +1047,7 @@ static const Command commands[] = {
   { "comment", cmd_comment, "ID TEXT",      "Add a comment (TEXT '-' reads standard input)." },
   { "search",  cmd_search,  "QUERY",        "Full-text search over titles, bodies, comments and labels." },
   { "history", cmd_history, "ID",           "Show a task's operations, oldest first." },
-  { "doctor",  cmd_doctor,  "",             "Check the workspace and the daemon; exit 1 if anything is wrong." },
+  { "doctor",  cmd_doctor,  "",             "Check the workspace and the daemon; exit 1 if anything is wrong (--restore-files / --apply-deletes after a mass removal)." },
 };
 
 static const Command *

@@ -41,6 +41,14 @@ problems_json (GString *out, gpointer data)
   wsp_mirror_problems_json (data, out);
 }
 
+/* HTTP thread: resolve a blocked mass removal (thread-safe). */
+static gboolean
+resolve_mass_removal (gboolean delete, guint *n_tasks, GError **error, gpointer data)
+{
+  return wsp_mirror_resolve_mass_removal (data, delete ? WSP_MASS_REMOVAL_DELETE : WSP_MASS_REMOVAL_RESTORE,
+                                          n_tasks, error);
+}
+
 static gboolean
 on_signal (gpointer data)
 {
@@ -170,6 +178,7 @@ run (int argc, char **argv)
     .task_prefix = config.prefix,
     .statuses = (const char *const *) config.statuses,
     .problems_json = problems_json,
+    .resolve_mass_removal = resolve_mass_removal,
     .problems_data = mirror,
   };
   if (!(http = wsp_http_start (&hopts, &error)))

@@ -91,6 +91,8 @@ struct _WspMirror {
   guint64      done;            /* hand-overs fully processed */
   GHashTable  *problems;        /* path (relative to tasks/) → Problem*, under lock */
   char        *mass_removal;    /* problem text of a blocked mass removal, under lock */
+  GPtrArray   *mass_ids;        /* ids of the tasks whose files went, under lock */
+  GHashTable  *pending_deletes; /* ids to delete (a resolved mass removal), under lock */
 
   /* Worker thread only. */
   WspStoreReader *reader;
@@ -840,11 +842,19 @@ plan_removals (WspMirror *self, Batch *b, GPtrArray *removed)
     {
       g_autofree char *msg = g_strdup_printf (
         "%u of %u task files were removed at once (a branch switch?): no task was deleted. "
-        "Restore the files, or delete the tasks with `wsp delete`", removed->len, n_files);
+        "Run `wsp doctor --restore-files` to write them again, or `wsp doctor --apply-deletes` to delete "
+        "their tasks", removed->len, n_files);
       g_warning ("%s", msg);
       g_mutex_lock (&self->lock);
       g_free (self->mass_removal);
       self->mass_removal = g_steal_pointer (&msg);
+      g_ptr_array_set_size (self->mass_ids, 0);
+      for (guint i = 0; i < removed->len; i++)
+        {
+          Known *k = g_hash_table_lookup (self->known, g_ptr_array_index (removed, i));
+          if (k && k->id)
+            g_ptr_array_add (self->mass_ids, g_strdup (k->id));
+        }
       g_mutex_unlock (&self->lock);
       /* Forget the files so that they are written again on the next change,
        * but keep the tasks. */
@@ -1030,7 +1040,7 @@ worker_thread (gpointer data)
       self->done = self->round_target;
       g_cond_broadcast (&self->cond);
       while (!self->stopping && !self->pending_rescan && !g_hash_table_size (self->pending_paths)
-             && !g_hash_table_size (self->pending_ids))
+             && !g_hash_table_size (self->pending_ids) && !g_hash_table_size (self->pending_deletes))
         g_cond_wait (&self->cond, &self->lock);
       if (self->stopping)
         {
@@ -1042,7 +1052,30 @@ worker_thread (gpointer data)
       self->pending_rescan = FALSE;
       g_autoptr (GPtrArray) paths = take_set (self->pending_paths);
       g_autoptr (GPtrArray) ids = take_set (self->pending_ids);
+      g_autoptr (GPtrArray) deletes = take_set (self->pending_deletes);
       g_mutex_unlock (&self->lock);
+
+      if (deletes->len)
+        {
+          Batch b;
+          batch_init (&b);
+          for (guint i = 0; i < deletes->len; i++)
+            {
+              Act *a = g_new0 (Act, 1);
+              a->kind = ACT_DELETE;
+              a->id = g_strdup (g_ptr_array_index (deletes, i));
+              a->path = canonical_path (self, a->id);
+              batch_submit (&b, self, a, wsp_write_new (WSP_WRITE_DELETE, a->id));
+            }
+          batch_wait (&b, 0);
+          for (guint i = 0; i < b.acts->len; i++)
+            {
+              Act *a = g_ptr_array_index (b.acts, i);
+              if (a->error && !g_error_matches (a->error, WSP_ERROR, WSP_ERROR_GONE))
+                g_warning ("deleting task %s failed: %s", a->id, a->error->message);
+            }
+          batch_clear (&b);
+        }
 
       if (rescan)
         reconcile (self);
@@ -1103,6 +1136,8 @@ wsp_mirror_start (const WspMirrorOptions *opts, GError **error)
   g_cond_init (&self->cond);
   self->pending_paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->pending_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->pending_deletes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->mass_ids = g_ptr_array_new_with_free_func (g_free);
   self->problems = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) problem_free);
   self->known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) known_free);
   self->path_of_id = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -1159,6 +1194,8 @@ wsp_mirror_free (WspMirror *self)
   g_clear_pointer (&self->watcher, wsp_watcher_free);
   g_hash_table_unref (self->pending_paths);
   g_hash_table_unref (self->pending_ids);
+  g_hash_table_unref (self->pending_deletes);
+  g_ptr_array_unref (self->mass_ids);
   g_hash_table_unref (self->problems);
   g_hash_table_unref (self->path_of_id);
   g_hash_table_unref (self->known);
@@ -1196,7 +1233,14 @@ wsp_mirror_problems_json (WspMirror *self, GString *out)
     {
       g_string_append (out, "{\"file\":\"tasks/\",\"line\":0,\"kind\":\"mass_removal\",\"reason\":");
       wsp_json_append_string (out, self->mass_removal, -1);
-      g_string_append_c (out, '}');
+      g_string_append (out, ",\"tasks\":[");
+      for (guint i = 0; i < self->mass_ids->len; i++)
+        {
+          if (i)
+            g_string_append_c (out, ',');
+          wsp_json_append_string (out, self->mass_ids->pdata[i], -1);
+        }
+      g_string_append (out, "]}");
       first = FALSE;
     }
   for (guint i = 0; i < keys->len; i++)
@@ -1224,4 +1268,27 @@ wsp_mirror_flush (WspMirror *self)
   while (self->done < target && self->thread && !self->stopping)
     g_cond_wait (&self->cond, &self->lock);
   g_mutex_unlock (&self->lock);
+}
+
+gboolean
+wsp_mirror_resolve_mass_removal (WspMirror *self, WspMassRemovalAction action, guint *n_tasks, GError **error)
+{
+  g_mutex_lock (&self->lock);
+  if (!self->mass_removal)
+    {
+      g_mutex_unlock (&self->lock);
+      g_set_error (error, WSP_ERROR, WSP_ERROR_NOT_FOUND, "no mass removal is waiting");
+      return FALSE;
+    }
+  for (guint i = 0; i < self->mass_ids->len; i++)
+    g_hash_table_add (action == WSP_MASS_REMOVAL_DELETE ? self->pending_deletes : self->pending_ids,
+                      g_strdup (self->mass_ids->pdata[i]));
+  if (n_tasks)
+    *n_tasks = self->mass_ids->len;
+  g_ptr_array_set_size (self->mass_ids, 0);
+  g_clear_pointer (&self->mass_removal, g_free);
+  self->enqueued++;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+  return TRUE;
 }

@@ -53,6 +53,17 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspMirror, wsp_mirror_free)
 /* Appends {"problems":[{"file","line","reason"}…]} (any thread). */
 void       wsp_mirror_problems_json (WspMirror *self, GString *out);
 
+/* What to do about a blocked mass removal (see the top of this file). */
+typedef enum {
+  WSP_MASS_REMOVAL_RESTORE,   /* write the files again; the tasks stay */
+  WSP_MASS_REMOVAL_DELETE,    /* delete the tasks whose files went */
+} WspMassRemovalAction;
+
+/* Resolves the waiting mass removal (any thread; the work happens on the
+ * worker). NOT_FOUND when none waits. *n_tasks: how many tasks it covers. */
+gboolean   wsp_mirror_resolve_mass_removal (WspMirror *self, WspMassRemovalAction action, guint *n_tasks,
+                                            GError **error);
+
 /* Blocks until every change seen so far (watcher batches and store commits
  * queued before the call) has been processed. For tests and tools. */
 void       wsp_mirror_flush (WspMirror *self);

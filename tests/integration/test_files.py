@@ -174,6 +174,32 @@ class Files(unittest.TestCase):
                    what="the mass-removal problem")
         for i in ids:
             self.assertEqual(self.get(i)[0], 200, "a task was deleted by a mass removal")
+        prob = [p for p in self.problems() if p.get("kind") == "mass_removal"][0]
+        self.assertEqual(sorted(prob["tasks"]), sorted(ids[:15]))
+
+        # `wsp doctor --restore-files` writes the files again.
+        r = self.d.wsp("doctor", "--restore-files")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: all(os.path.exists(self.path(i)) for i in ids), timeout=10,
+                   what="the files written again")
+        self.assertFalse([p for p in self.problems() if p.get("kind") == "mass_removal"])
+        r = self.d.wsp("doctor", "--restore-files")
+        self.assertEqual(r.returncode, 1)   # nothing waits any more
+
+        # Remove them again and this time apply the deletes.
+        for i in ids[:15]:
+            os.remove(self.path(i))
+        wait_until(lambda: any(p.get("kind") == "mass_removal" for p in self.problems()), timeout=10,
+                   what="the second mass-removal problem")
+        status, _, body = self.d.request("POST", "/api/v1/problems/mass-removal", {"action": "delete"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["tasks"], 15)
+        wait_until(lambda: all(self.get(i)[0] == 410 for i in ids[:15]), timeout=10,
+                   what="the 15 tasks deleted")
+        for i in ids[15:]:
+            self.assertEqual(self.get(i)[0], 200)
+        status, _, _ = self.d.request("POST", "/api/v1/problems/mass-removal", {"action": "sideways"})
+        self.assertEqual(status, 400)
 
     def test_broken_files_are_reported_and_repaired(self):
         t = self.d.create_task("Will break")
