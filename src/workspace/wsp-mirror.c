@@ -29,6 +29,7 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 /* A batch removing more than this share of the task files (and at least
@@ -691,7 +692,10 @@ plan_file (WspMirror *self, Batch *b, const char *path, const char *data, gsize 
     current = wsp_taskfile_view_new_from_json (json->str, (gssize) json->len, NULL);
 
   /* Now with the columns (plus the task's own status, which may be a
-   * peer's column this replica does not have). */
+   * peer's column this replica does not have) — parsed again only when the
+   * status is not one of them, to get the problem's line. */
+  if (file->status && !g_strv_contains ((const char *const *) self->statuses, file->status)
+      && g_strcmp0 (file->status, current ? current->status : NULL) != 0)
   {
     g_auto (GStrv) statuses = statuses_for (self, current ? current->status : NULL);
     g_clear_pointer (&file, wsp_taskfile_free);
@@ -926,21 +930,30 @@ process_paths (WspMirror *self, GPtrArray *paths)
 
 /* ---- reconcile ---------------------------------------------------------- */
 
+/* Lists the task files below dir. readdir's d_type saves a stat per entry
+ * (falling back to one when the file system does not fill it in). */
 static void
 scan_dir (WspMirror *self, const char *dir, GPtrArray *out)
 {
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-  while (d && (name = g_dir_read_name (d)))
+  DIR *d = opendir (dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir (d)))
     {
-      if (wsp_watcher_name_is_ignored (name))
+      const char *name = e->d_name;
+      if (name[0] == '.' || wsp_watcher_name_is_ignored (name))
         continue;
       g_autofree char *path = g_build_filename (dir, name, NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+      gboolean is_dir = e->d_type == DT_DIR;
+      if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK)
+        is_dir = g_file_test (path, G_FILE_TEST_IS_DIR);
+      if (is_dir)
         scan_dir (self, path, out);
       else if (g_str_has_suffix (name, ".md"))
         g_ptr_array_add (out, g_steal_pointer (&path));
     }
+  closedir (d);
 }
 
 /* Compares the whole tree with the index and the store. */
@@ -975,7 +988,13 @@ reconcile (WspMirror *self)
     g_ptr_array_add (changed, g_ptr_array_index (gone, i));
   process_paths (self, changed);
 
-  /* Live tasks without a file get one. */
+  /* Live tasks without a file get one — except those of a blocked mass
+   * removal, which wait for `wsp doctor --restore-files`. */
+  g_autoptr (GHashTable) blocked = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_mutex_lock (&self->lock);
+  for (guint i = 0; i < self->mass_ids->len; i++)
+    g_hash_table_add (blocked, g_strdup (self->mass_ids->pdata[i]));
+  g_mutex_unlock (&self->lock);
   g_autoptr (GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GError) error = NULL;
   if (!wsp_store_reader_live_ids (self->reader, ids, &error))
@@ -984,7 +1003,7 @@ reconcile (WspMirror *self)
     {
       const char *id = g_ptr_array_index (ids, i);
       const char *path = g_hash_table_lookup (self->path_of_id, id);
-      if (!path || !g_file_test (path, G_FILE_TEST_EXISTS))
+      if ((!path || !g_hash_table_contains (present, path)) && !g_hash_table_contains (blocked, id))
         render_task (self, id, NULL);
     }
   index_save (self);
