@@ -217,9 +217,10 @@ write_file_atomic (const char *path, const void *data, gsize len, int mode, gboo
 
 /* ---- init ---------------------------------------------------------------- */
 
-/* Removes a tree init itself created; never follows symlinks out of it. */
-static void
-remove_tree (const char *path)
+/* Removes a directory tree (init's own on failure; tests' temporary ones);
+ * never follows symlinks out of it. */
+void
+wsp_remove_tree (const char *path)
 {
   GDir *d = g_dir_open (path, 0, NULL);
   if (d != NULL)
@@ -229,7 +230,7 @@ remove_tree (const char *path)
         {
           g_autofree char *child = g_build_filename (path, name, NULL);
           if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree (child);
+            wsp_remove_tree (child);
           else
             unlink (child);
         }
@@ -347,7 +348,7 @@ wsp_workspace_init (const char *dir, const char *project_id, const guint8 *secre
   paths_fill (&p, root);
   if (!init_contents (&p, dir_abs, project_id, secret, error))
     {
-      remove_tree (root);
+      wsp_remove_tree (root);
       wsp_paths_clear (&p);
       g_prefix_error (error, "failed to initialise workspace '%s': ", root);
       return FALSE;

@@ -92,6 +92,9 @@ gboolean wsp_daemon_info_write (const WspPaths *paths, const WspDaemonInfo *d, G
 gboolean wsp_daemon_info_read (const WspPaths *paths, WspDaemonInfo *out, GError **error);
 void     wsp_daemon_info_remove (const WspPaths *paths);
 
+/* Removes a directory tree; never follows symlinks out of it. */
+void     wsp_remove_tree (const char *path);
+
 /* Atomic file write (temp + fsync + rename), with mode. */
 gboolean wsp_write_file_atomic (const char *path, const void *data, gsize len, int mode, GError **error);
 /* The same without fsync: still atomic for readers (rename), but a power

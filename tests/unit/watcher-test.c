@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include "workspace/wsp-workspace.h"
 #include <glib/gstdio.h>
 #include <gio/gio.h>
 
@@ -51,25 +52,6 @@ on_batch (const WspWatchBatch *batch, gpointer user_data)
     g_clear_pointer (&f->watcher, wsp_watcher_free);
 }
 
-static void
-remove_tree (const char *path)
-{
-  GDir *d = g_dir_open (path, 0, NULL);
-  if (d != NULL)
-    {
-      const char *name;
-      while ((name = g_dir_read_name (d)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree (child);
-          else
-            g_unlink (child);
-        }
-      g_dir_close (d);
-    }
-  g_rmdir (path);
-}
 
 static void
 fixture_set_up (Fixture *f, gconstpointer data)
@@ -96,7 +78,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_main_context_unref (f->ctx);
   g_ptr_array_unref (f->batches);
   g_hash_table_unref (f->seen);
-  remove_tree (f->dir);
+  wsp_remove_tree (f->dir);
   g_free (f->dir);
 }
 
@@ -244,7 +226,7 @@ test_deep_tree (Fixture *f, gconstpointer data)
   wait_seen (f, moved);
 
   /* A directory removed from the tree asks for a rescan. */
-  remove_tree (dest);
+  wsp_remove_tree (dest);
   g_assert_true (spin_until (f, cond_rescan, NULL, TIMEOUT_MS));
 }
 

@@ -36,25 +36,6 @@ typedef struct {
   WspPaths  paths;   /* its .workspace/ after init */
 } Fixture;
 
-static void
-remove_tree (const char *path)
-{
-  GDir *d = g_dir_open (path, 0, NULL);
-  if (d != NULL)
-    {
-      const char *name;
-      while ((name = g_dir_read_name (d)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree (child);
-          else
-            g_unlink (child);
-        }
-      g_dir_close (d);
-    }
-  g_rmdir (path);
-}
 
 static void
 fixture_set_up (Fixture *f, gconstpointer data)
@@ -72,7 +53,7 @@ fixture_tear_down (Fixture *f, gconstpointer data)
 {
   clear_env ();
   wsp_paths_clear (&f->paths);
-  remove_tree (f->dir);
+  wsp_remove_tree (f->dir);
   g_free (f->dir);
 }
 
@@ -187,7 +168,7 @@ test_init_given_project (void)
   g_assert_cmpstr (cfg.project_name, ==, "project");
   wsp_config_clear (&cfg);
   wsp_paths_clear (&p);
-  remove_tree (tmp);
+  wsp_remove_tree (tmp);
 }
 
 static void
