@@ -3,7 +3,7 @@
 # workspace (with a few tasks) when none is given or found.
 #   scripts/run-demo.sh BUILD_DIR [WORKSPACE_DIR]
 set -euo pipefail
-build="$1"
+build="$(cd "$1" && pwd)"
 ws="${2:-}"
 wsp="$build/src/wsp"
 wspd="$build/src/wspd"
@@ -30,10 +30,9 @@ if [ "$fresh" = 1 ]; then
       [ -f "$ws/.workspace/.wsp/daemon.json" ] && break
       sleep 0.1
     done
-    cd "$ws"
-    "$wsp" create "Read the README" --priority 1 --label docs >/dev/null
-    "$wsp" create "Try the board: drag this card to done" --label demo >/dev/null
-    "$wsp" create "Sync with a teammate (wsp invite / wsp join)" --priority 3 --label sync >/dev/null
+    "$wsp" --workspace "$ws" create "Read the README" --priority 1 --label docs >/dev/null
+    "$wsp" --workspace "$ws" create "Edit a file in .workspace/tasks/ and watch the task change" --label demo >/dev/null
+    "$wsp" --workspace "$ws" create "Sync with a teammate (coming: wsp invite / wsp join)" --priority 3 --label sync >/dev/null
   ) &
 fi
 
