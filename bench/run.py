@@ -352,6 +352,122 @@ def bench_reconcile(args):
         ws.stop()
 
 
+def vm_hwm_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def sync_pair(args, n_tasks, n_edits):
+    """Two daemons of one project holding the same n_tasks tasks; offline,
+    each makes n_edits random edits; then B connects to A. Returns
+    (setup_ms, converge_ms, bytes a->b, bytes b->a, peak rss MiB)."""
+    a = Workspace(args.build, n_tasks)
+    b = Workspace(args.build, 0)
+    procs = []
+    try:
+        # B joins A's project with A's tasks: same id and secret, a copy of
+        # A's store (B keeps its own identity).
+        with open(os.path.join(a.dir, ".workspace", "config")) as f:
+            pid_line = next(l for l in f if l.startswith("id"))
+        cfg = os.path.join(b.dir, ".workspace", "config")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(re.sub(r"^id.*\n", pid_line, text, count=1, flags=re.M))
+        for name in ("project.secret", "state.db"):
+            shutil.copy(os.path.join(a.dir, ".workspace", ".wsp", name), os.path.join(b.dir, ".workspace", ".wsp", name))
+        t0 = time.monotonic()
+        for ws, seed in ((a, 1), (b, 2)):
+            subprocess.run([os.path.join(args.build, "bench", "store-bench"), "edit", ws.dir, str(n_edits),
+                            str(n_tasks), str(seed)], check=True)
+        log(f"{n_edits} offline edits on each side in {time.monotonic() - t0:.1f} s")
+        for ws, extra in ((a, ["--peer-listen", "127.0.0.1:0"]), (b, [])):
+            log_path = os.path.join(ws.dir, "wspd.log")
+            with open(log_path, "w") as logf:
+                ws.proc = subprocess.Popen([ws.wspd, "--workspace", ws.dir, "--log-level",
+                                            os.environ.get("BENCH_LOG", "info"),
+                                            "--ice-address", "127.0.0.1", *extra],
+                                           stdout=subprocess.DEVNULL, stderr=logf)
+            procs.append(ws.proc)
+            wait_reconciled(ws, log_path)   # every task file written: the daemon is idle
+            with open(ws.info_path) as f:
+                info = json.load(f)
+            ws.url, ws.peer_url, ws.peer_id = info["url"], info.get("peer_url"), info["peer_id"]
+
+        def peer_of(ws, other):
+            for p in ws.request("GET", "/api/v1/peers")["peers"]:
+                if p["peer_id"] == other.peer_id:
+                    return p
+            return None
+
+        perf = None
+        if os.environ.get("BENCH_PERF"):   # profile B while it syncs
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["BENCH_PERF"], "-p", str(b.proc.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        b.request("POST", "/api/v1/peers", {"url": a.peer_url})
+        while True:
+            pa, pb = peer_of(a, b), peer_of(b, a)
+            if pa and pb and pa["state"] == "connected" and pb["state"] == "connected":
+                break
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("the peers did not connect")
+            time.sleep(0.001)
+        t1 = time.monotonic()
+        while a.request("GET", "/api/v1/sync")["clock"] != b.request("GET", "/api/v1/sync")["clock"]:
+            if time.monotonic() - t1 > 600:
+                raise RuntimeError("the peers did not converge")
+            time.sleep(float(os.environ.get("BENCH_POLL", "0.002")))
+        t2 = time.monotonic()
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
+        # Identical state, checked (not timed): every task equal.
+        for ws in (a, b):
+            ws.snapshot = []
+            cursor = None
+            while True:
+                page = ws.request("GET", "/api/v1/tasks?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+                ws.snapshot += page["tasks"]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        if a.snapshot != b.snapshot:
+            raise RuntimeError("the replicas differ after sync")
+        pa = peer_of(a, b)
+        rss = max(vm_hwm_mib(p.pid) for p in procs)
+        return (t1 - t0) * 1000, (t2 - t1) * 1000, pa["bytes_sent"], pa["bytes_received"], rss
+    finally:
+        for ws in (a, b):
+            if ws.proc:
+                ws.proc.send_signal(signal.SIGTERM)
+                ws.proc.wait(timeout=30)
+                ws.proc = None
+            if os.environ.get("BENCH_KEEP"):
+                log(f"kept {ws.dir}")
+            else:
+                ws.stop()
+
+
+def bench_sync(args):
+    setup, conv, ab, ba, rss = sync_pair(args, 10000, 50000)
+    figure("sync.setup_ms", f"{setup:.0f}", "ms")
+    figure("sync.converge_ms", f"{conv:.0f}", "ms")
+    figure("sync.bytes_a_to_b", f"{ab}", "bytes")
+    figure("sync.bytes_b_to_a", f"{ba}", "bytes")
+    figure("sync.rss_mib", f"{rss:.1f}", "MiB")
+
+
+def bench_sync_100k(args):
+    _, conv, ab, ba, rss = sync_pair(args, 100000, 500000)
+    figure("sync.converge_100k_ms", f"{conv:.0f}", "ms")
+    log(f"100k: {ab} bytes a->b, {ba} bytes b->a, peak rss {rss:.1f} MiB")
+
+
 SUITES = [
     ("store", bench_store),
     ("http", bench_http),
@@ -361,6 +477,8 @@ SUITES = [
     ("search", bench_search),
     ("watch", bench_watch),
     ("watch.reconcile", bench_reconcile),
+    ("sync", bench_sync),
+    ("sync.converge_100k", bench_sync_100k),
 ]
 
 

@@ -5,9 +5,15 @@
  *                                   another author (10,000 creates, then edits:
  *                                   fields, labels, comments) received as
  *                                   signed runs of 1,000 and applied durably
+ *   store-bench apply-edits [N]     the same with the 10,000 creates applied
+ *                                   first (untimed): edits of tasks the
+ *                                   store already holds, as in a catch-up
  *   store-bench local [N]           bench: store.local_writes_per_s — N task
  *                                   creates through the local write path
  *   store-bench fill WORKSPACE N    N tasks written through the store
+ *   store-bench edit WORKSPACE N T SEED
+ *                                   N random edits (fields, labels,
+ *                                   comments) of the T tasks fill made
  *
  * Writes go through the public store interface (bounded queue, batched
  * transactions, synchronous=FULL), pipelined up to the queue bound.
@@ -64,9 +70,53 @@ make_task (GRand *rng, guint i, const char *prefix)
   return w;
 }
 
-/* Pushes n writes from make(), keeping the queue full; returns ops made. */
+/* One random edit of an existing task (ids as make_task makes them): a
+ * field, a label or a comment — one op each. */
+static WspWrite *
+make_edit (GRand *rng, guint n_tasks, const char *prefix)
+{
+  g_autofree char *id = g_strdup_printf ("%s-%010u", prefix, (guint) g_rand_int_range (rng, 0, (gint32) n_tasks));
+  WspWrite *w;
+  WspValue v;
+  switch (g_rand_int_range (rng, 0, 6))
+    {
+    case 0:
+      w = wsp_write_new (WSP_WRITE_UPDATE, id);
+      v = wsp_value_str (words[g_rand_int_range (rng, 0, 20)]);
+      wsp_write_set_field (w, WSP_FIELD_TITLE, &v);
+      return w;
+    case 1:
+      w = wsp_write_new (WSP_WRITE_UPDATE, id);
+      v = wsp_value_int (g_rand_int_range (rng, 0, 5));
+      wsp_write_set_field (w, WSP_FIELD_PRIORITY, &v);
+      return w;
+    case 2:
+      w = wsp_write_new (WSP_WRITE_UPDATE, id);
+      v = wsp_value_str (g_rand_boolean (rng) ? "in_progress" : "done");
+      wsp_write_set_field (w, WSP_FIELD_STATUS, &v);
+      return w;
+    case 3:
+      w = wsp_write_new (WSP_WRITE_UPDATE, id);
+      w->labels_add = g_ptr_array_new_with_free_func (g_free);
+      g_ptr_array_add (w->labels_add, g_strdup_printf ("%s-%d", words[g_rand_int_range (rng, 0, 20)],
+                                                       g_rand_int_range (rng, 0, 1000)));
+      return w;
+    case 4:
+      w = wsp_write_new (WSP_WRITE_UPDATE, id);
+      v = wsp_value_float (g_rand_double (rng));
+      wsp_write_set_field (w, WSP_FIELD_POSITION, &v);
+      return w;
+    default:
+      w = wsp_write_new (WSP_WRITE_COMMENT, id);
+      w->comment_body = g_strdup_printf ("%s looks good to me", words[g_rand_int_range (rng, 0, 20)]);
+      return w;
+    }
+}
+
+/* Pushes n writes (creates, or edits of n_tasks existing tasks when
+ * n_tasks > 0), keeping the queue full; returns ops made. */
 static guint64
-pump (WspStore *store, guint n, guint window, GRand *rng, const char *prefix, guint *failed)
+pump (WspStore *store, guint n, guint window, GRand *rng, const char *prefix, guint n_tasks, guint *failed)
 {
   Pipe p = { 0 };
   g_mutex_init (&p.mutex);
@@ -79,7 +129,8 @@ pump (WspStore *store, guint n, guint window, GRand *rng, const char *prefix, gu
       p.in_flight++;
       g_mutex_unlock (&p.mutex);
       g_autoptr (GError) error = NULL;
-      if (!wsp_store_submit (store, make_task (rng, i, prefix), on_done, &p, &error))
+      WspWrite *w = n_tasks ? make_edit (rng, n_tasks, prefix) : make_task (rng, i, prefix);
+      if (!wsp_store_submit (store, w, on_done, &p, &error))
         {
           g_mutex_lock (&p.mutex);
           p.in_flight--;
@@ -116,7 +167,7 @@ bench_local (guint n)
   g_autoptr (GRand) rng = g_rand_new_with_seed (42);
   guint failed = 0;
   gint64 t0 = g_get_monotonic_time ();
-  guint64 ops = pump (store, n, 4000, rng, "bn", &failed);
+  guint64 ops = pump (store, n, 4000, rng, "bn", 0, &failed);
   gint64 t1 = g_get_monotonic_time ();
   WspStoreStats stats;
   wsp_store_get_stats (store, &stats);
@@ -220,8 +271,11 @@ make_remote_op (GRand *rng, guint64 hlc, guint i, guint n_tasks)
   return body;
 }
 
+/* n ops of another author: n_tasks creates, then edits. With
+ * pre_created, the creates are applied (untimed) before the clock starts,
+ * as when a peer catches up on edits of tasks both already hold. */
 static int
-bench_apply (guint n)
+bench_apply (guint n, gboolean pre_created)
 {
   const guint run_len = 1000, n_tasks = MIN (10000u, n);
   const char *project = "benchbenchbenchbenchbenchb";
@@ -264,8 +318,17 @@ bench_apply (guint n)
   RunPipe p = { 0 };
   g_mutex_init (&p.mutex);
   g_cond_init (&p.cond);
+  guint first = 0;
+  if (pre_created)
+    for (; first < runs->len && first * run_len < n_tasks; first++)
+      if (!wsp_store_ingest_sync (store, g_ptr_array_index (runs, first), NULL, NULL, &error))
+        {
+          fprintf (stderr, "store-bench: %s\n", error->message);
+          return 1;
+        }
+  guint expected = n - first * run_len;
   gint64 t0 = g_get_monotonic_time ();
-  for (guint i = 0; i < runs->len; i++)
+  for (guint i = first; i < runs->len; i++)
     {
       g_mutex_lock (&p.mutex);
       p.in_flight++;
@@ -285,7 +348,7 @@ bench_apply (guint n)
   wsp_store_get_stats (store, &stats);
   wsp_store_free (store);
   double secs = (double) (t1 - t0) / 1e6;
-  printf ("bench: store.apply_ops_per_s %.0f ops/s\n", (double) p.applied / secs);
+  printf ("bench: store.apply%s_ops_per_s %.0f ops/s\n", pre_created ? "_edits" : "", (double) p.applied / secs);
   fprintf (stderr, "store-bench: %u ops applied in %.3f s, %" G_GUINT64_FORMAT " transactions, %u runs failed\n",
            p.applied, secs, stats.batches, p.failed);
   const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
@@ -295,11 +358,13 @@ bench_apply (guint n)
       g_unlink (path);
     }
   g_rmdir (dir);
-  return p.failed || p.applied != n ? 1 : 0;
+  return p.failed || p.applied != expected ? 1 : 0;
 }
 
+/* n creates (n_tasks 0), or n edits of the first n_tasks tasks that
+ * fill made, as this workspace's own local writes. */
 static int
-fill (const char *workspace, guint n)
+fill (const char *workspace, guint n, guint n_tasks, guint seed)
 {
   g_autoptr (GError) error = NULL;
   WspPaths paths = { 0 };
@@ -318,9 +383,9 @@ fill (const char *workspace, guint n)
       fprintf (stderr, "store-bench: %s\n", error->message);
       return 1;
     }
-  g_autoptr (GRand) rng = g_rand_new_with_seed (7);
+  g_autoptr (GRand) rng = g_rand_new_with_seed (seed);
   guint failed = 0;
-  pump (store, n, 4000, rng, config.prefix, &failed);
+  pump (store, n, 4000, rng, config.prefix, n_tasks, &failed);
   wsp_store_free (store);
   wsp_config_clear (&config);
   wsp_paths_clear (&paths);
@@ -333,11 +398,17 @@ main (int argc, char **argv)
   if (!wsp_crypto_init ())
     return 1;
   if (argc >= 2 && g_str_equal (argv[1], "apply"))
-    return bench_apply (argc >= 3 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 200000);
+    return bench_apply (argc >= 3 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 200000, FALSE);
+  if (argc >= 2 && g_str_equal (argv[1], "apply-edits"))
+    return bench_apply (argc >= 3 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 60000, TRUE);
   if (argc >= 2 && g_str_equal (argv[1], "local"))
     return bench_local (argc >= 3 ? (guint) g_ascii_strtoull (argv[2], NULL, 10) : 50000);
   if (argc == 4 && g_str_equal (argv[1], "fill"))
-    return fill (argv[2], (guint) g_ascii_strtoull (argv[3], NULL, 10));
-  fprintf (stderr, "usage: store-bench apply [N] | store-bench local [N] | store-bench fill WORKSPACE N\n");
+    return fill (argv[2], (guint) g_ascii_strtoull (argv[3], NULL, 10), 0, 7);
+  if (argc == 6 && g_str_equal (argv[1], "edit"))
+    return fill (argv[2], (guint) g_ascii_strtoull (argv[3], NULL, 10), (guint) g_ascii_strtoull (argv[4], NULL, 10),
+                 (guint) g_ascii_strtoull (argv[5], NULL, 10));
+  fprintf (stderr, "usage: store-bench apply [N] | store-bench local [N] | store-bench fill WORKSPACE N"
+           " | store-bench edit WORKSPACE N N_TASKS SEED\n");
   return 2;
 }

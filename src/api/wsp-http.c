@@ -137,6 +137,11 @@ struct _WspHttp {
   void      (*problems_json) (GString *out, gpointer data);
   gboolean  (*resolve_mass_removal) (gboolean delete, guint *n_tasks, GError **error, gpointer data);
   gpointer    problems_data;
+  void      (*peers_json) (GString *out, gpointer data);
+  gboolean  (*peer_connect) (const char *url, GError **error, gpointer data);
+  gboolean  (*peer_drop) (const char *peer_id, GError **error, gpointer data);
+  guint     (*peers_connected) (gpointer data);
+  gpointer    sync_data;
   char       *health_json;
   int         listen_fd;
   guint16     port;
@@ -207,6 +212,7 @@ reason_phrase (int status)
   switch (status) {
   case 200: return "OK";
   case 201: return "Created";
+  case 202: return "Accepted";
   case 204: return "No Content";
   case 303: return "See Other";
   case 400: return "Bad Request";
@@ -1114,6 +1120,23 @@ handle_comment (WspHttp *self, h2o_req_t *req, const char *id)
   submit_write (self, req, w);
 }
 
+/* The string member NAME of a small JSON object body (under 4 KiB), or
+ * NULL when the body is not such an object or the member is absent or not
+ * a string. The string belongs to PARSER. */
+static const char *
+body_string_member (h2o_req_t *req, JsonParser *parser, const char *name)
+{
+  if (req->entity.len == 0 || req->entity.len >= 4096
+      || !json_parser_load_from_data (parser, req->entity.base, (gssize) req->entity.len, NULL)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return NULL;
+  JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+  JsonNode *n = json_object_get_member (o, name);
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
 /* POST /api/v1/problems/mass-removal {"action":"restore"|"delete"}. */
 static void
 handle_mass_removal (WspHttp *self, h2o_req_t *req)
@@ -1124,15 +1147,7 @@ handle_mass_removal (WspHttp *self, h2o_req_t *req)
   }
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) e = NULL;
-  const char *action = NULL;
-  if (req->entity.len > 0 && req->entity.len < 4096
-      && json_parser_load_from_data (parser, req->entity.base, (gssize) req->entity.len, NULL)
-      && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
-    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
-    JsonNode *n = json_object_get_member (o, "action");
-    if (n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
-      action = json_node_get_string (n);
-  }
+  const char *action = body_string_member (req, parser, "action");
   if (action == NULL || (strcmp (action, "restore") != 0 && strcmp (action, "delete") != 0)) {
     send_error (self, req, 400, "bad_request", "action: must be \"restore\" or \"delete\"");
     return;
@@ -1159,18 +1174,113 @@ handle_history (WspHttp *self, h2o_req_t *req, const char *id)
   respond_json (self, req, 200, out);
 }
 
+/* ---- peers (SPEC 5, 7) ----------------------------------------------------
+ * The sync module owns the peers; these handlers only validate requests and
+ * call its callbacks (thread-safe, see wsp-http.h). Without them sync is
+ * unavailable: lists are empty and changes answer 501. */
+
+/* Appends the JSON array of peer objects. */
+static void
+append_peers (WspHttp *self, GString *out)
+{
+  if (self->peers_json != NULL)
+    self->peers_json (out, self->sync_data);
+  else
+    g_string_append (out, "[]");
+}
+
+static void
+send_sync_unavailable (WspHttp *self, h2o_req_t *req)
+{
+  send_error (self, req, 501, "not_implemented", "peer sync is not available in this daemon");
+}
+
+/* GET /api/v1/peers → {"peers":[…]}. */
+static void
+handle_peers (WspHttp *self, h2o_req_t *req)
+{
+  GString *out = self->out;
+  g_string_truncate (out, 0);
+  g_string_append (out, "{\"peers\":");
+  append_peers (self, out);
+  g_string_append_c (out, '}');
+  respond_json (self, req, 200, out);
+}
+
+/* POST /api/v1/peers {"url":"ws://HOST:PORT/api/v1/signal"} → 202: the
+ * connection is made (and retried) in the background; GET shows how it
+ * goes. */
+static void
+handle_peer_connect (WspHttp *self, h2o_req_t *req)
+{
+  if (self->peer_connect == NULL) {
+    send_sync_unavailable (self, req);
+    return;
+  }
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  const char *url = body_string_member (req, parser, "url");
+  if (url == NULL || *url == '\0') {
+    send_error (self, req, 400, "bad_request",
+                "url: required, a ws:// or wss:// signaling URL (ws://HOST:PORT/api/v1/signal)");
+    return;
+  }
+  /* The cheap part of the check here, so a plainly wrong URL never reaches
+   * the sync module; it checks the rest. */
+  if (g_ascii_strncasecmp (url, "ws://", 5) != 0 && g_ascii_strncasecmp (url, "wss://", 6) != 0) {
+    send_error (self, req, 400, "bad_request", "url: must be a ws:// or wss:// signaling URL");
+    return;
+  }
+  g_autoptr (GError) e = NULL;
+  if (!self->peer_connect (url, &e, self->sync_data)) {
+    send_gerror (self, req, e);
+    return;
+  }
+  g_autoptr (GString) s = g_string_new ("{\"url\":");
+  wsp_json_append_string (s, url, -1);
+  g_string_append (s, ",\"state\":\"connecting\"}");
+  respond_json (self, req, 202, s);
+}
+
+/* DELETE /api/v1/peers/{peer_id} → 204. */
+static void
+handle_peer_drop (WspHttp *self, h2o_req_t *req, const char *id, size_t len)
+{
+  if (self->peer_drop == NULL) {
+    send_sync_unavailable (self, req);
+    return;
+  }
+  WspPeer peer;
+  if (!wsp_peer_from_hex (id, len, &peer)) {
+    send_error (self, req, 400, "bad_request", "peer_id: expected 16 lowercase hex characters");
+    return;
+  }
+  char hex[WSP_PEER_HEX_LEN + 1];
+  wsp_peer_to_hex (peer, hex);
+  g_autoptr (GError) e = NULL;
+  if (!self->peer_drop (hex, &e, self->sync_data)) {
+    send_gerror (self, req, e);
+    return;
+  }
+  respond (self, req, 204, NULL, "", 0);
+}
+
+/* GET /api/v1/sync → {"peer_id","clock":{peer: seq},"peers":[…]}. */
 static void
 handle_sync (WspHttp *self, h2o_req_t *req)
 {
   GString *out = self->out;
   g_autoptr (GError) e = NULL;
   g_string_truncate (out, 0);
-  g_string_append (out, "{\"clock\":");
+  g_string_append (out, "{\"peer_id\":");
+  wsp_json_append_string (out, self->peer_id, -1);
+  g_string_append (out, ",\"clock\":");
   if (!wsp_store_reader_clock_json (self->reader, out, &e)) {
     send_gerror (self, req, e);
     return;
   }
-  g_string_append (out, ",\"peers\":[]}");
+  g_string_append (out, ",\"peers\":");
+  append_peers (self, out);
+  g_string_append_c (out, '}');
   respond_json (self, req, 200, out);
 }
 
@@ -1229,7 +1339,8 @@ handle_metrics (WspHttp *self, h2o_req_t *req)
   append_metric_header (s, "wsp_http_connections", "gauge", "Open HTTP connections.");
   g_string_append_printf (s, "wsp_http_connections %u\n", self->n_conns);
   append_metric_header (s, "wsp_peers", "gauge", "Connected peers.");
-  g_string_append (s, "wsp_peers 0\n");
+  g_string_append_printf (s, "wsp_peers %u\n",
+                          self->peers_connected != NULL ? self->peers_connected (self->sync_data) : 0);
 
   respond (self, req, 200, "text/plain; version=0.0.4; charset=utf-8", s->str, s->len);
 }
@@ -1421,16 +1532,19 @@ route_api (WspHttp *self, h2o_req_t *req, h2o_iovec_t path)
     else
       send_method_not_allowed (self, req, "GET");
   } else if (IOV_IS (rest, "peers")) {
-    static const char body[] = "{\"peers\":[]}";
     if (get)
-      respond (self, req, 200, "application/json", body, sizeof body - 1);
+      handle_peers (self, req);
     else if (METHOD_IS (req, "POST"))
-      send_error (self, req, 501, "not_implemented", "peer sync is not available yet");
+      handle_peer_connect (self, req);
     else
       send_method_not_allowed (self, req, "GET, POST");
   } else if (rest.len > 6 && memcmp (rest.base, "peers/", 6) == 0) {
-    if (METHOD_IS (req, "DELETE"))
-      send_error (self, req, 501, "not_implemented", "peer sync is not available yet");
+    const char *id = rest.base + 6;
+    size_t id_len = rest.len - 6;
+    if (memchr (id, '/', id_len) != NULL)
+      send_not_found (self, req);
+    else if (METHOD_IS (req, "DELETE"))
+      handle_peer_drop (self, req, id, id_len);
     else
       send_method_not_allowed (self, req, "DELETE");
   } else if (IOV_IS (rest, "problems/mass-removal")) {
@@ -1874,6 +1988,11 @@ wsp_http_start (const WspHttpOptions *opts, GError **error)
   self->problems_json = opts->problems_json;
   self->resolve_mass_removal = opts->resolve_mass_removal;
   self->problems_data = opts->problems_data;
+  self->peers_json = opts->peers_json;
+  self->peer_connect = opts->peer_connect;
+  self->peer_drop = opts->peer_drop;
+  self->peers_connected = opts->peers_connected;
+  self->sync_data = opts->sync_data;
   if (opts->statuses != NULL && opts->statuses[0] != NULL) {
     self->statuses = g_strdupv ((char **) opts->statuses);
   } else {

@@ -31,6 +31,34 @@ typedef struct {
    * NOT_FOUND (none waiting). NULL → 404. */
   gboolean         (*resolve_mass_removal) (gboolean delete, guint *n_tasks, GError **error, gpointer data);
   gpointer           problems_data;
+
+  /* Peer sync (SPEC 5, 7), filled by the daemon from the sync module. All
+   * four run on the HTTP thread and must be thread-safe. NULL = sync is
+   * unavailable: GET /api/v1/peers answers {"peers":[]}, /api/v1/sync has
+   * "peers":[], POST and DELETE /api/v1/peers answer 501 and wsp_peers is 0.
+   *
+   * A peer object, as peers_json writes it and `wsp peer list` / `wsp sync`
+   * read it (times RFC 3339 UTC, counters plain integers):
+   *   {"peer_id": "16 lowercase hex",
+   *    "state": "connecting" | "connected" | "retrying",
+   *    "via": "member" | "listener" | "relay" | null,
+   *    "address": "IP:PORT" | null,        the remote end of the channel
+   *    "url": "ws://…" | null,             the signaling URL we dial, if any
+   *    "last_seen": "…" | null, "connected_at": "…" | null,
+   *    "ops_they_lack": N, "ops_we_lack": N,
+   *    "bytes_sent": N, "bytes_received": N,
+   *    "last_error": "text" | null} */
+  /* Appends a JSON array of peer objects. */
+  void             (*peers_json) (GString *out, gpointer data);
+  /* Starts (and remembers) a signaling connection to url; INVALID for a
+   * bad url. */
+  gboolean         (*peer_connect) (const char *url, GError **error, gpointer data);
+  /* Drops a peer and stops reconnecting to it; NOT_FOUND when unknown;
+   * INVALID for a malformed id. */
+  gboolean         (*peer_drop) (const char *peer_id, GError **error, gpointer data);
+  /* Connected peers, for /metrics. */
+  guint            (*peers_connected) (gpointer data);
+  gpointer           sync_data;
 } WspHttpOptions;
 
 /* Binds (failing with a clear error if the address is taken) and starts the

@@ -1,5 +1,6 @@
 /* wsp-cli-print.c — owns how `wsp` shows API answers to people: the list
- * table, one task with its comments and conflicts, history and search hits.
+ * table, one task with its comments and conflicts, history, search hits,
+ * the peer table and sync status.
  *
  * Everything printed from the API goes through wsp_sanitize: task text may
  * come from any peer of the project, and a title holding an escape sequence
@@ -96,52 +97,177 @@ join_strings (JsonArray *arr)
 }
 
 void
-wsp_print_task_table (JsonArray *tasks)
+wsp_print_table (guint n_cols, const char *const *headers, GPtrArray *rows)
 {
-  guint n = json_array_get_length (tasks);
-  guint w_id = 2, w_status = 6;
+  g_autofree guint *width = g_new0 (guint, n_cols);
 
-  for (guint i = 0; i < n; i++)
+  for (guint c = 0; c < n_cols; c++)
+    width[c] = (guint) g_utf8_strlen (headers[c], -1);
+  for (guint r = 0; r < rows->len; r++)
     {
-      JsonObject *t = json_array_get_object_element (tasks, i);
-      if (t == NULL)
-        continue;
-      g_autofree char *id = wsp_sanitize (wsp_json_get_string (t, "id"), FALSE);
-      g_autofree char *status = wsp_sanitize (wsp_json_get_string (t, "status"), FALSE);
-      w_id = MAX (w_id, (guint) g_utf8_strlen (id, -1));
-      w_status = MAX (w_status, (guint) g_utf8_strlen (status, -1));
+      char **row = g_ptr_array_index (rows, r);
+      for (guint c = 0; c < n_cols; c++)
+        width[c] = MAX (width[c], (guint) g_utf8_strlen (row[c], -1));
     }
 
-  GString *line = g_string_new (NULL);
-  print_padded ("ID", w_id + 2);
-  print_padded ("STATUS", w_status + 2);
-  fputs ("PRI  TITLE\n", stdout);
-  for (guint i = 0; i < n; i++)
+  /* The last column is not padded: no trailing spaces. */
+  for (guint c = 0; c + 1 < n_cols; c++)
+    print_padded (headers[c], width[c] + 2);
+  printf ("%s\n", headers[n_cols - 1]);
+  for (guint r = 0; r < rows->len; r++)
+    {
+      char **row = g_ptr_array_index (rows, r);
+      for (guint c = 0; c + 1 < n_cols; c++)
+        print_padded (row[c], width[c] + 2);
+      printf ("%s\n", row[n_cols - 1]);
+    }
+}
+
+void
+wsp_print_task_table (JsonArray *tasks)
+{
+  static const char *const headers[] = { "ID", "STATUS", "PRI", "TITLE" };
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+
+  for (guint i = 0; i < json_array_get_length (tasks); i++)
     {
       JsonObject *t = json_array_get_object_element (tasks, i);
       if (t == NULL)
         continue;
-      g_autofree char *id = wsp_sanitize (wsp_json_get_string (t, "id"), FALSE);
-      g_autofree char *status = wsp_sanitize (wsp_json_get_string (t, "status"), FALSE);
-      g_autofree char *title = wsp_sanitize (wsp_json_get_string (t, "title"), FALSE);
       const char *assignee = wsp_json_get_string (t, "assignee");
       g_autofree char *labels = join_strings (wsp_json_get_array (t, "labels"));
-
-      print_padded (id, w_id + 2);
-      print_padded (status, w_status + 2);
-      g_string_printf (line, "%" G_GINT64_FORMAT, wsp_json_get_int (t, "priority", 2));
-      print_padded (line->str, 5);
-      fputs (title, stdout);
+      GString *title = g_string_new (NULL);
+      g_autofree char *clean_title = wsp_sanitize (wsp_json_get_string (t, "title"), FALSE);
+      g_string_append (title, clean_title);
       if (assignee != NULL && *assignee != '\0')
         {
           g_autofree char *clean = wsp_sanitize (assignee, FALSE);
-          printf ("  @%s", clean);
+          g_string_append_printf (title, "  @%s", clean);
         }
       if (labels != NULL)
-        printf ("  [%s]", labels);
-      fputc ('\n', stdout);
+        g_string_append_printf (title, "  [%s]", labels);
+
+      char **row = g_new0 (char *, G_N_ELEMENTS (headers) + 1);
+      row[0] = wsp_sanitize (wsp_json_get_string (t, "id"), FALSE);
+      row[1] = wsp_sanitize (wsp_json_get_string (t, "status"), FALSE);
+      row[2] = g_strdup_printf ("%" G_GINT64_FORMAT, wsp_json_get_int (t, "priority", 2));
+      row[3] = g_string_free (title, FALSE);
+      g_ptr_array_add (rows, row);
     }
-  g_string_free (line, TRUE);
+  wsp_print_table (G_N_ELEMENTS (headers), headers, rows);
+}
+
+char *
+wsp_format_ago (const char *rfc3339)
+{
+  if (rfc3339 == NULL || *rfc3339 == '\0')
+    return g_strdup ("never");
+  g_autoptr(GDateTime) then = g_date_time_new_from_iso8601 (rfc3339, NULL);
+  if (then == NULL)
+    return wsp_sanitize (rfc3339, FALSE);
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  /* A peer's clock may run ahead of ours: never "in the future". */
+  gint64 s = MAX (g_date_time_difference (now, then) / G_TIME_SPAN_SECOND, 0);
+  if (s < 60)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "s ago", s);
+  if (s < 3600)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "m ago", s / 60);
+  if (s < 86400)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "h ago", s / 3600);
+  return g_strdup_printf ("%" G_GINT64_FORMAT "d ago", s / 86400);
+}
+
+char *
+wsp_format_bytes (gint64 n)
+{
+  static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+  if (n < 1024)
+    return g_strdup_printf ("%" G_GINT64_FORMAT " B", MAX (n, 0));
+  double v = (double) n / 1024;
+  guint u = 0;
+  while (v >= 1024 && u + 1 < G_N_ELEMENTS (units))
+    {
+      v /= 1024;
+      u++;
+    }
+  return g_strdup_printf ("%.1f %s", v, units[u]);
+}
+
+/* A string member sanitised, or "-" when absent or null. */
+static char *
+string_or_dash (JsonObject *obj, const char *name)
+{
+  const char *v = wsp_json_get_string (obj, name);
+  return v != NULL && *v != '\0' ? wsp_sanitize (v, FALSE) : g_strdup ("-");
+}
+
+void
+wsp_print_peer_table (JsonArray *peers)
+{
+  static const char *const headers[] = {
+    "PEER", "STATE", "VIA", "ADDRESS", "LAST SEEN", "THEY LACK", "WE LACK", "SENT", "RECEIVED",
+  };
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+
+  for (guint i = 0; i < json_array_get_length (peers); i++)
+    {
+      JsonObject *p = json_array_get_object_element (peers, i);
+      if (p == NULL)
+        continue;
+      char **row = g_new0 (char *, G_N_ELEMENTS (headers) + 1);
+      row[0] = string_or_dash (p, "peer_id");
+      row[1] = string_or_dash (p, "state");
+      row[2] = string_or_dash (p, "via");
+      /* Before a channel exists the URL we dial says more than nothing. */
+      row[3] = string_or_dash (p, wsp_json_get_string (p, "address") != NULL ? "address" : "url");
+      row[4] = wsp_format_ago (wsp_json_get_string (p, "last_seen"));
+      row[5] = g_strdup_printf ("%" G_GINT64_FORMAT, wsp_json_get_int (p, "ops_they_lack", 0));
+      row[6] = g_strdup_printf ("%" G_GINT64_FORMAT, wsp_json_get_int (p, "ops_we_lack", 0));
+      row[7] = wsp_format_bytes (wsp_json_get_int (p, "bytes_sent", 0));
+      row[8] = wsp_format_bytes (wsp_json_get_int (p, "bytes_received", 0));
+      g_ptr_array_add (rows, row);
+    }
+  wsp_print_table (G_N_ELEMENTS (headers), headers, rows);
+}
+
+void
+wsp_print_sync (JsonObject *root)
+{
+  g_autofree char *self_id = string_or_dash (root, "peer_id");
+  printf ("peer %s\n", self_id);
+
+  /* The clock, by peer id (object member order is not meaningful). */
+  JsonNode *clock_node = json_object_get_member (root, "clock");
+  JsonObject *clock = clock_node != NULL && JSON_NODE_HOLDS_OBJECT (clock_node)
+                        ? json_node_get_object (clock_node) : NULL;
+  GList *members = clock != NULL ? json_object_get_members (clock) : NULL;
+  members = g_list_sort (members, (GCompareFunc) strcmp);
+  printf ("clock:%s\n", members == NULL ? " empty" : "");
+  for (GList *l = members; l != NULL; l = l->next)
+    {
+      g_autofree char *id = wsp_sanitize (l->data, FALSE);
+      printf ("  %s: %" G_GINT64_FORMAT "\n", id, wsp_json_get_int (clock, l->data, 0));
+    }
+  g_list_free (members);
+
+  JsonArray *peers = wsp_json_get_array (root, "peers");
+  guint n = peers != NULL ? json_array_get_length (peers) : 0;
+  printf ("peers:%s\n", n == 0 ? " none" : "");
+  for (guint i = 0; i < n; i++)
+    {
+      JsonObject *p = json_array_get_object_element (peers, i);
+      if (p == NULL)
+        continue;
+      g_autofree char *id = string_or_dash (p, "peer_id");
+      g_autofree char *state = string_or_dash (p, "state");
+      gint64 they = wsp_json_get_int (p, "ops_they_lack", 0);
+      gint64 we = wsp_json_get_int (p, "ops_we_lack", 0);
+      printf ("  %s  %-10s  ", id, state);
+      if (they == 0 && we == 0 && g_strcmp0 (wsp_json_get_string (p, "state"), "connected") == 0)
+        printf ("in sync\n");
+      else
+        printf ("they lack %" G_GINT64_FORMAT ", we lack %" G_GINT64_FORMAT "\n", they, we);
+    }
 }
 
 static void

@@ -1,5 +1,5 @@
 /* wsp-cli-print.h — the CLI's human-readable output of API answers (task
- * tables, one task, history, search hits). Text that came from the API —
+ * tables, one task, history, search hits, peers, sync status). Text that came from the API —
  * possibly from another peer — is sanitised so it cannot move the cursor or
  * change the terminal (control characters become spaces or '?').
  *
@@ -22,6 +22,16 @@ JsonArray  *wsp_json_get_array (JsonObject *obj, const char *name);
  * newlines become spaces) or, with multiline, keeping \n and \t. */
 char *wsp_sanitize (const char *s, gboolean multiline);
 
+/* A header line and ROWS (each a GStrv of N_COLS sanitised strings),
+ * columns aligned two spaces apart; the last one is not padded. */
+void wsp_print_table (guint n_cols, const char *const *headers, GPtrArray *rows);
+
+/* An RFC 3339 time relative to now: "3s ago", "5m ago", "2h ago", "4d ago";
+ * "never" for NULL. */
+char *wsp_format_ago (const char *rfc3339);
+/* "512 B", "1.5 KiB", "3.2 MiB", … */
+char *wsp_format_bytes (gint64 n);
+
 /* `ID  STATUS  PRI  TITLE  @assignee  [labels]`, aligned. */
 void wsp_print_task_table (JsonArray *tasks);
 /* Every field, then labels, dependencies, comments and conflicts. */
@@ -30,5 +40,10 @@ void wsp_print_task (JsonObject *task);
 void wsp_print_history (JsonArray *history);
 /* `ID  TITLE` then the snippet indented. */
 void wsp_print_search_hits (JsonArray *hits);
+/* `PEER  STATE  VIA  ADDRESS  LAST SEEN  THEY LACK  WE LACK  SENT  RECEIVED`
+ * of peer objects (see wsp-http.h). */
+void wsp_print_peer_table (JsonArray *peers);
+/* GET /api/v1/sync: this peer's id, its clock, one line per peer. */
+void wsp_print_sync (JsonObject *root);
 
 G_END_DECLS

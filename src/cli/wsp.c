@@ -12,10 +12,18 @@
  * options with a GOptionContext. `wsp daemon` passes everything after it
  * to wspd untouched.
  *
+ * Secrets: `wsp invite` prints the join token (it holds the project
+ * secret) on stdout only, and `wsp join` never echoes it; buffers that held
+ * the secret are wiped.
+ *
  * Single-threaded; every request is synchronous.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <locale.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +35,7 @@
 #include "cli/wsp-cli-client.h"
 #include "cli/wsp-cli-print.h"
 #include "common/wsp-common.h"
+#include "sync/wsp-invite.h"
 #include "workspace/wsp-workspace.h"
 
 enum {
@@ -259,6 +268,37 @@ request_and_show (Globals *g, const char *method, const char *path, JsonNode *bo
 
 /* ---- init -------------------------------------------------------------------- */
 
+static void
+print_json (JsonBuilder *b)
+{
+  g_autoptr(JsonNode) root = json_builder_get_root (b);
+  g_autofree char *text = json_to_string (root, FALSE);
+  printf ("%s\n", text);
+}
+
+/* --json of init and join: {"workspace","project_id","peer_id"} and, for
+ * join, "signal_urls". */
+static void
+print_new_workspace_json (const WspPaths *paths, const char *project_id, const char *peer_id,
+                          GPtrArray *signal_urls)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  builder_add_string (b, "workspace", paths->root);
+  json_builder_set_member_name (b, "project_id");
+  json_builder_add_string_value (b, project_id);
+  json_builder_set_member_name (b, "peer_id");
+  json_builder_add_string_value (b, peer_id);
+  if (signal_urls != NULL)
+    {
+      g_ptr_array_add (signal_urls, NULL);
+      builder_add_strv (b, "signal_urls", (char **) signal_urls->pdata);
+      g_ptr_array_remove_index (signal_urls, signal_urls->len - 1);
+    }
+  json_builder_end_object (b);
+  print_json (b);
+}
+
 static int
 cmd_init (Globals *g, const Command *cmd, char **args)
 {
@@ -280,21 +320,10 @@ cmd_init (Globals *g, const Command *cmd, char **args)
     project_id = g_key_file_get_string (kf, "project", "id", NULL);
   WspIdentity identity;
   gboolean have_identity = wsp_workspace_load_identity (&paths, &identity, NULL);
+  const char *peer_id = have_identity ? identity.peer_hex : NULL;
 
   if (g->json)
-    {
-      g_autoptr(JsonBuilder) b = json_builder_new ();
-      json_builder_begin_object (b);
-      builder_add_string (b, "workspace", paths.root);
-      json_builder_set_member_name (b, "project_id");
-      json_builder_add_string_value (b, project_id);
-      json_builder_set_member_name (b, "peer_id");
-      json_builder_add_string_value (b, have_identity ? identity.peer_hex : NULL);
-      json_builder_end_object (b);
-      g_autoptr(JsonNode) root = json_builder_get_root (b);
-      g_autofree char *text = json_to_string (root, FALSE);
-      printf ("%s\n", text);
-    }
+    print_new_workspace_json (&paths, project_id, peer_id, NULL);
   else
     {
       printf ("initialised workspace '%s'\n", paths.root);
@@ -675,6 +704,41 @@ cmd_close (Globals *g, const Command *cmd, char **args)
 
 /* ---- delete, comment --------------------------------------------------------- */
 
+/* Sends a request that is answered 204 and reports it: "VERB ID", or with
+ * --json {KEY: ID, VERB: true} (204 has no body; a script still gets
+ * something to read). */
+static int
+request_no_content (Globals *g, const char *method, const char *path, const char *key,
+                    const char *id, const char *verb)
+{
+  int code = EXIT_OK;
+  g_autoptr(WspClient) client = client_open (g, &code);
+  if (client == NULL)
+    return code;
+  g_autoptr(GError) error = NULL;
+  WspResponse r;
+  if (!wsp_client_request (client, method, path, NULL, &r, &error))
+    return fail (error);
+  wsp_response_clear (&r);
+
+  if (g->json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      builder_add_string (b, key, id);
+      json_builder_set_member_name (b, verb);
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else
+    {
+      g_autofree char *clean = wsp_sanitize (id, FALSE);
+      printf ("%s %s\n", verb, clean);
+    }
+  return EXIT_OK;
+}
+
 static int
 cmd_delete (Globals *g, const Command *cmd, char **args)
 {
@@ -682,36 +746,8 @@ cmd_delete (Globals *g, const Command *cmd, char **args)
   if (rc >= 0)
     return rc;
 
-  int code = EXIT_OK;
-  g_autoptr(WspClient) client = client_open (g, &code);
-  if (client == NULL)
-    return code;
-  g_autoptr(GError) error = NULL;
   g_autofree char *path = task_path (args[1], "");
-  WspResponse r;
-  if (!wsp_client_request (client, "DELETE", path, NULL, &r, &error))
-    return fail (error);
-  wsp_response_clear (&r);
-
-  /* 204 has no body; --json still prints something a script can read. */
-  if (g->json)
-    {
-      g_autoptr(JsonBuilder) b = json_builder_new ();
-      json_builder_begin_object (b);
-      builder_add_string (b, "id", args[1]);
-      json_builder_set_member_name (b, "deleted");
-      json_builder_add_boolean_value (b, TRUE);
-      json_builder_end_object (b);
-      g_autoptr(JsonNode) root = json_builder_get_root (b);
-      g_autofree char *text = json_to_string (root, FALSE);
-      printf ("%s\n", text);
-    }
-  else
-    {
-      g_autofree char *clean = wsp_sanitize (args[1], FALSE);
-      printf ("deleted %s\n", clean);
-    }
-  return EXIT_OK;
+  return request_no_content (g, "DELETE", path, "id", args[1], "deleted");
 }
 
 static void
@@ -1015,11 +1051,7 @@ cmd_doctor (Globals *g, const Command *cmd, char **args)
   json_builder_end_object (b);
 
   if (g->json)
-    {
-      g_autoptr(JsonNode) root = json_builder_get_root (b);
-      g_autofree char *text = json_to_string (root, FALSE);
-      printf ("%s\n", text);
-    }
+    print_json (b);
   else if (local_problems->len == 0 && n_daemon == 0)
     printf ("problems:    %s\n", running && answers ? "no problems" : "none found without a daemon");
   else
@@ -1031,6 +1063,355 @@ cmd_doctor (Globals *g, const Command *cmd, char **args)
         print_problem (json_array_get_element (daemon_problems, i));
     }
   return healthy ? EXIT_OK : EXIT_FAIL;
+}
+
+/* ---- peer, sync ---------------------------------------------------------------- */
+
+static gboolean
+is_ws_url (const char *url)
+{
+  return g_ascii_strncasecmp (url, "ws://", 5) == 0 || g_ascii_strncasecmp (url, "wss://", 6) == 0;
+}
+
+static void
+show_connecting (JsonObject *root, gpointer data)
+{
+  g_autofree char *clean = wsp_sanitize (data, FALSE);
+  printf ("connecting to %s\n", clean);
+}
+
+static void
+show_peers (JsonObject *root, gpointer data)
+{
+  JsonArray *peers = wsp_json_get_array (root, "peers");
+  if (peers == NULL || json_array_get_length (peers) == 0)
+    printf ("no peers\n");
+  else
+    wsp_print_peer_table (peers);
+}
+
+/* wsp peer connect URL | list | drop PEER_ID */
+static int
+cmd_peer (Globals *g, const Command *cmd, char **args)
+{
+  int rc = parse_options (g, cmd, NULL, &args);
+  if (rc >= 0)
+    return rc;
+  guint n = n_positional (args);
+  if (n == 0)
+    return usage_error (cmd, "missing SUBCOMMAND (connect, list or drop)");
+  const char *sub = args[1];
+
+  if (strcmp (sub, "list") == 0)
+    {
+      if (n > 1)
+        return usage_error (cmd, "unexpected argument '%s'", args[2]);
+      return request_and_show (g, "GET", "/api/v1/peers", NULL, show_peers, NULL);
+    }
+  if (strcmp (sub, "connect") == 0)
+    {
+      if (n != 2)
+        return usage_error (cmd, n < 2 ? "missing URL" : "too many arguments");
+      if (!is_ws_url (args[2]))
+        return usage_error (cmd, "bad URL '%s' (expected ws://HOST:PORT/api/v1/signal)", args[2]);
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      builder_add_string (b, "url", args[2]);
+      json_builder_end_object (b);
+      g_autoptr(JsonNode) body = json_builder_get_root (b);
+      return request_and_show (g, "POST", "/api/v1/peers", body, show_connecting, args[2]);
+    }
+  if (strcmp (sub, "drop") == 0)
+    {
+      if (n != 2)
+        return usage_error (cmd, n < 2 ? "missing PEER_ID" : "too many arguments");
+      WspPeer peer;
+      if (!wsp_peer_from_hex (args[2], strlen (args[2]), &peer))
+        return usage_error (cmd, "bad PEER_ID '%s' (expected 16 lowercase hex characters)", args[2]);
+      g_autofree char *path = g_strconcat ("/api/v1/peers/", args[2], NULL);
+      return request_no_content (g, "DELETE", path, "peer_id", args[2], "dropped");
+    }
+  return usage_error (cmd, "unknown subcommand '%s' (expected connect, list or drop)", sub);
+}
+
+static void
+show_sync (JsonObject *root, gpointer data)
+{
+  wsp_print_sync (root);
+}
+
+static int
+cmd_sync (Globals *g, const Command *cmd, char **args)
+{
+  int rc = parse_options (g, cmd, NULL, &args);
+  if (rc >= 0)
+    return rc;
+  if (n_positional (args) != 0)
+    return usage_error (cmd, "unexpected argument '%s'", args[1]);
+  return request_and_show (g, "GET", "/api/v1/sync", NULL, show_sync, NULL);
+}
+
+/* ---- invite, join --------------------------------------------------------------- */
+
+/* This machine's addresses that another machine could dial: up, not
+ * loopback, not IPv6 link-local (those need a zone id a URL cannot carry
+ * portably). IPv4 first; IPv6 only when WITH_V6. Text form, no duplicates. */
+static GPtrArray *
+local_addresses (gboolean with_v6)
+{
+  g_autoptr(GPtrArray) v4 = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) v6 = g_ptr_array_new_with_free_func (g_free);
+  struct ifaddrs *list = NULL;
+
+  if (getifaddrs (&list) == 0)
+    {
+      for (struct ifaddrs *i = list; i != NULL; i = i->ifa_next)
+        {
+          char text[INET6_ADDRSTRLEN];
+          if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+          if (i->ifa_addr->sa_family == AF_INET)
+            {
+              const struct in_addr *a = &((const struct sockaddr_in *) i->ifa_addr)->sin_addr;
+              if ((ntohl (a->s_addr) >> 24) == 127
+                  || inet_ntop (AF_INET, a, text, sizeof text) == NULL
+                  || g_ptr_array_find_with_equal_func (v4, text, g_str_equal, NULL))
+                continue;
+              g_ptr_array_add (v4, g_strdup (text));
+            }
+          else if (with_v6 && i->ifa_addr->sa_family == AF_INET6)
+            {
+              const struct in6_addr *a = &((const struct sockaddr_in6 *) i->ifa_addr)->sin6_addr;
+              if (IN6_IS_ADDR_LOOPBACK (a) || IN6_IS_ADDR_LINKLOCAL (a)
+                  || inet_ntop (AF_INET6, a, text, sizeof text) == NULL
+                  || g_ptr_array_find_with_equal_func (v6, text, g_str_equal, NULL))
+                continue;
+              g_ptr_array_add (v6, g_strdup (text));
+            }
+        }
+      freeifaddrs (list);
+    }
+  g_ptr_array_extend_and_steal (v4, g_steal_pointer (&v6));
+  return g_steal_pointer (&v4);
+}
+
+static void
+add_unique (GPtrArray *urls, char *url /* taken */)
+{
+  if (g_ptr_array_find_with_equal_func (urls, url, g_str_equal, NULL))
+    g_free (url);
+  else
+    g_ptr_array_add (urls, url);
+}
+
+/* Adds URL to URLS. A listener bound to a wildcard address (0.0.0.0, [::])
+ * cannot be dialled at that address: it becomes one URL per address of this
+ * machine (0.0.0.0 accepts IPv4 only, so only those), or 127.0.0.1 when
+ * there is none. */
+static void
+invite_add_url (GPtrArray *urls, const char *url)
+{
+  g_autoptr(GUri) uri = g_uri_parse (url, G_URI_FLAGS_NONE, NULL);
+  const char *host = uri != NULL ? g_uri_get_host (uri) : NULL;
+  gboolean any4 = g_strcmp0 (host, "0.0.0.0") == 0;
+  gboolean any6 = g_strcmp0 (host, "::") == 0;
+
+  if (!any4 && !any6)
+    {
+      add_unique (urls, g_strdup (url));
+      return;
+    }
+  g_autoptr(GPtrArray) addrs = local_addresses (any6);
+  if (addrs->len == 0)
+    g_ptr_array_add (addrs, g_strdup ("127.0.0.1"));
+  for (guint i = 0; i < addrs->len; i++)
+    {
+      g_autoptr(GUri) u = g_uri_build (g_uri_get_flags (uri), g_uri_get_scheme (uri),
+                                       g_uri_get_userinfo (uri), addrs->pdata[i], g_uri_get_port (uri),
+                                       g_uri_get_path (uri), g_uri_get_query (uri),
+                                       g_uri_get_fragment (uri));
+      add_unique (urls, g_uri_to_string (u));
+    }
+}
+
+/* The daemon's peer listener URL, or NULL with the reason printed. */
+static char *
+daemon_peer_url (WspClient *client)
+{
+  g_autoptr(GError) error = NULL;
+  const char *why = NULL;
+  if (!wsp_client_connect (client, &error))
+    why = "the daemon is not running";
+  else if (wsp_client_daemon_info (client)->peer_url == NULL)
+    why = "the daemon has no peer listener";
+  else
+    return g_strdup (wsp_client_daemon_info (client)->peer_url);
+  g_printerr ("wsp: nothing to invite to: %s. Start the daemon with "
+              "`wsp daemon --peer-listen ADDR:PORT` (e.g. 0.0.0.0:7420) so that other members "
+              "can reach it, or pass --url ws://HOST:PORT/api/v1/signal\n", why);
+  return NULL;
+}
+
+static int
+cmd_invite (Globals *g, const Command *cmd, char **args)
+{
+  g_auto(GStrv) given = NULL;
+  const GOptionEntry entries[] = {
+    { "url", 'u', 0, G_OPTION_ARG_STRING_ARRAY, &given,
+      "Signaling URL to put in the token (repeatable; default: the running daemon's peer listener)",
+      "ws://HOST:PORT/api/v1/signal" },
+    G_OPTION_ENTRY_NULL,
+  };
+  int rc = parse_options (g, cmd, entries, &args);
+  if (rc >= 0)
+    return rc;
+  if (n_positional (args) != 0)
+    return usage_error (cmd, "unexpected argument '%s'", args[1]);
+  for (guint i = 0; given != NULL && given[i] != NULL; i++)
+    if (!is_ws_url (given[i]))
+      return usage_error (cmd, "bad value '%s' for --url (expected ws://HOST:PORT/api/v1/signal)", given[i]);
+
+  g_autoptr(GError) error = NULL;
+  g_autoptr(WspClient) client = wsp_client_new (g->workspace, &error);
+  if (client == NULL)
+    return fail (error);
+  const WspPaths *paths = wsp_client_paths (client);
+  WspConfig cfg;
+  if (!wsp_config_load (paths, NULL, &cfg, &error))
+    return fail (error);
+
+  WspInvite inv;
+  wsp_invite_init (&inv);
+  inv.project_id = g_steal_pointer (&cfg.project_id);
+  wsp_config_clear (&cfg);
+  int code = EXIT_OK;
+  g_autofree char *token = NULL;
+
+  if (!wsp_workspace_load_secret (paths, inv.secret, &error))
+    code = fail (error);
+  else if (given != NULL)
+    for (guint i = 0; given[i] != NULL; i++)
+      invite_add_url (inv.peer_urls, given[i]);
+  else
+    {
+      g_autofree char *url = daemon_peer_url (client);
+      if (url == NULL)
+        code = EXIT_FAIL;
+      else
+        invite_add_url (inv.peer_urls, url);
+    }
+  if (code == EXIT_OK && (token = wsp_invite_encode (&inv, &error)) == NULL)
+    code = given != NULL ? usage_error (cmd, "%s", error->message) : fail (error);
+
+  if (code == EXIT_OK && g->json)
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      builder_add_string (b, "token", token);
+      g_ptr_array_add (inv.peer_urls, NULL);
+      builder_add_strv (b, "urls", (char **) inv.peer_urls->pdata);
+      json_builder_end_object (b);
+      print_json (b);
+    }
+  else if (code == EXIT_OK)
+    printf ("%s\n", token);
+
+  wsp_invite_clear (&inv);
+  if (token != NULL)
+    memset (token, 0, strlen (token));
+  return code;
+}
+
+/* TOKEN, or standard input's first line for "-" (keeps the token out of
+ * the shell history and the process list). */
+static char *
+read_token_arg (const char *arg)
+{
+  if (strcmp (arg, "-") != 0)
+    return g_strdup (arg);
+  char buf[WSP_INVITE_MAX_LEN + 2];
+  if (fgets (buf, sizeof buf, stdin) == NULL)
+    buf[0] = '\0';
+  char *token = g_strdup (buf);
+  memset (buf, 0, sizeof buf);
+  return token;
+}
+
+static int
+cmd_join (Globals *g, const Command *cmd, char **args)
+{
+  int rc = parse_options (g, cmd, NULL, &args);
+  if (rc >= 0)
+    return rc;
+  guint n = n_positional (args);
+  if (n == 0)
+    return usage_error (cmd, "missing TOKEN (from `wsp invite` on a member's machine)");
+  if (n > 2)
+    return usage_error (cmd, "too many arguments");
+
+  g_autoptr(GError) error = NULL;
+  g_autofree char *token = read_token_arg (args[1]);
+  WspInvite inv;
+  gboolean ok = wsp_invite_decode (token, &inv, &error);
+  memset (token, 0, strlen (token));
+  if (!ok)
+    return usage_error (cmd, "bad TOKEN: %s", error->message);
+  /* The config holds a ','-separated list; a URL holding ',' or ';' would
+   * come back as two. */
+  for (guint i = 0; i < inv.peer_urls->len; i++)
+    if (strpbrk (inv.peer_urls->pdata[i], ",;") != NULL)
+      {
+        wsp_invite_clear (&inv);
+        return usage_error (cmd, "bad TOKEN: peer URL %u holds ',' or ';'", i);
+      }
+
+  const char *dir = n == 2 ? args[2] : g->workspace;
+  WspPaths paths;
+  if (!wsp_workspace_init (dir, inv.project_id, inv.secret, &paths, &error))
+    {
+      wsp_invite_clear (&inv);
+      return fail (error);
+    }
+  if (inv.peer_urls->len > 0)
+    {
+      g_ptr_array_add (inv.peer_urls, NULL);
+      g_autofree char *joined = g_strjoinv (",", (char **) inv.peer_urls->pdata);
+      g_ptr_array_remove_index (inv.peer_urls, inv.peer_urls->len - 1);
+      if (!wsp_config_file_set (&paths, "sync", "signal_urls", joined, &error))
+        {
+          /* All or nothing, as init: a half-joined workspace would start
+           * a daemon that connects to nobody. */
+          wsp_remove_tree (paths.root);
+          wsp_paths_clear (&paths);
+          wsp_invite_clear (&inv);
+          return fail (error);
+        }
+    }
+
+  WspIdentity identity;
+  gboolean have_identity = wsp_workspace_load_identity (&paths, &identity, NULL);
+  if (g->json)
+    print_new_workspace_json (&paths, inv.project_id, have_identity ? identity.peer_hex : NULL,
+                              inv.peer_urls);
+  else
+    {
+      /* `wsp daemon` finds the workspace from the current directory; name
+       * it when it is elsewhere. */
+      g_autofree char *project_dir = g_path_get_dirname (paths.root);
+      g_autofree char *cwd = g_get_current_dir ();
+      g_autofree char *cwd_abs = g_canonicalize_filename (cwd, NULL);
+      g_autofree char *quoted = g_shell_quote (project_dir);
+      g_autofree char *start = strcmp (project_dir, cwd_abs) == 0
+                                 ? g_strdup ("wsp daemon")
+                                 : g_strdup_printf ("wsp --workspace %s daemon", quoted);
+      printf ("joined project %s in %s; start the daemon with: %s\n", inv.project_id, paths.root, start);
+      if (inv.peer_urls->len == 0)
+        printf ("the token names no peer address: connect with `wsp peer connect URL` once the daemon runs\n");
+    }
+  memset (&identity, 0, sizeof identity);
+  wsp_paths_clear (&paths);
+  wsp_invite_clear (&inv);
+  return EXIT_OK;
 }
 
 /* ---- dispatch ------------------------------------------------------------------ */
@@ -1047,6 +1428,11 @@ static const Command commands[] = {
   { "comment", cmd_comment, "ID TEXT",      "Add a comment (TEXT '-' reads standard input)." },
   { "search",  cmd_search,  "QUERY",        "Full-text search over titles, bodies, comments and labels." },
   { "history", cmd_history, "ID",           "Show a task's operations, oldest first." },
+  { "peer",    cmd_peer,    "connect URL | list | drop PEER_ID",
+    "Connect to a member's daemon (ws://HOST:PORT/api/v1/signal), list sync peers, or drop one." },
+  { "sync",    cmd_sync,    "",             "Show this peer's clock and, per peer, what is left to exchange." },
+  { "invite",  cmd_invite,  "",             "Print a join token for this project (holds the project secret; --url to choose the addresses)." },
+  { "join",    cmd_join,    "TOKEN [DIR]",  "Create .workspace/ in DIR for the invited project (TOKEN '-' reads standard input)." },
   { "doctor",  cmd_doctor,  "",             "Check the workspace and the daemon; exit 1 if anything is wrong (--restore-files / --apply-deletes after a mass removal)." },
 };
 
@@ -1066,7 +1452,11 @@ print_usage (FILE *to)
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     {
       g_autofree char *head = g_strdup_printf ("%s %s", commands[i].name, commands[i].params);
-      fprintf (to, "  %-22s %s\n", head, commands[i].summary);
+      /* A long synopsis gets its own line. */
+      if (strlen (head) > 22)
+        fprintf (to, "  %s\n  %-22s %s\n", head, "", commands[i].summary);
+      else
+        fprintf (to, "  %-22s %s\n", head, commands[i].summary);
     }
   fprintf (to, "\nEvery command takes --json. Exit status: 0 success, 1 failure, 2 usage error.\n"
                "'wsp COMMAND --help' shows a command's options.\n");

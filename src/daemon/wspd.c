@@ -1,15 +1,17 @@
 /* wspd.c — the WorkStream daemon: start-up and shutdown order.
  *
  * Start:    workspace → config → logging → identity → lock → store → file
- *           mirror (watcher + reconcile) → HTTP → daemon.json → main loop.
+ *           mirror (watcher + reconcile) → peer sync → HTTP → daemon.json →
+ *           main loop.
  * Shutdown: (SIGINT/SIGTERM) HTTP stops intake and finishes in-flight
- *           requests → the mirror stops watching and finishes the file at
- *           hand → store drains its queue and checkpoints → daemon.json
- *           removed → lock released → exit 0.
+ *           requests → peers get `err shutdown` and their channels close →
+ *           the mirror stops watching and finishes the file at hand → store
+ *           drains its queue and checkpoints → daemon.json removed → lock
+ *           released → exit 0.
  *
- * The GLib main loop on this thread owns signals and timers (and, later,
- * the watcher and peers). The HTTP API and the store run on their own
- * threads behind their modules.
+ * The GLib main loop on this thread owns signals, timers, signaling and
+ * the peer channels. The HTTP API, the store and the file mirror run on
+ * their own threads behind their modules.
  */
 #define G_LOG_DOMAIN "wspd"
 
@@ -20,6 +22,7 @@
 #include "api/wsp-http.h"
 #include "workspace/wsp-workspace.h"
 #include "workspace/wsp-mirror.h"
+#include "sync/wsp-sync.h"
 
 #include <glib-unix.h>
 #include <locale.h>
@@ -28,6 +31,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Under ASan: full malloc stacks (libglib has no frame pointers) so that
+ * tests/lsan.supp can name GLib's deliberately leaked first quark table
+ * (leak:_dl_init), which GStreamer's start-up makes. ASAN_OPTIONS from the
+ * environment still wins key by key. Unused without ASan. */
+const char *__asan_default_options (void);
+const char *
+__asan_default_options (void)
+{
+  return "fast_unwind_on_malloc=0";
+}
 
 typedef struct {
   GMainLoop *loop;
@@ -47,6 +61,31 @@ resolve_mass_removal (gboolean delete, guint *n_tasks, GError **error, gpointer 
 {
   return wsp_mirror_resolve_mass_removal (data, delete ? WSP_MASS_REMOVAL_DELETE : WSP_MASS_REMOVAL_RESTORE,
                                           n_tasks, error);
+}
+
+/* HTTP thread: peer sync (the WspSync functions are thread-safe). */
+static void
+peers_json (GString *out, gpointer data)
+{
+  wsp_sync_peers_json (data, out);
+}
+
+static gboolean
+peer_connect (const char *url, GError **error, gpointer data)
+{
+  return wsp_sync_connect (data, url, error);
+}
+
+static gboolean
+peer_drop (const char *peer_id, GError **error, gpointer data)
+{
+  return wsp_sync_drop (data, peer_id, error);
+}
+
+static guint
+peers_connected (gpointer data)
+{
+  return wsp_sync_count_connected (data);
 }
 
 static gboolean
@@ -115,6 +154,9 @@ run (int argc, char **argv)
   g_autoptr (WspStore) store = NULL;
   g_autoptr (WspHttp) http = NULL;
   g_autoptr (WspMirror) mirror = NULL;
+  g_autoptr (WspSync) sync = NULL;
+  g_autofree char *urls_path = NULL;
+  guint8 secret[32];
   g_autofree char *index_path = NULL;
   g_autofree char *token = NULL;
   WspIdentity identity;
@@ -133,6 +175,7 @@ run (int argc, char **argv)
       goto out;
     }
   if (!wsp_workspace_load_identity (&paths, &identity, &error)
+      || !wsp_workspace_load_secret (&paths, secret, &error)
       || !(token = wsp_workspace_load_token (&paths, &error)))
     {
       g_critical ("%s", error->message);
@@ -143,8 +186,6 @@ run (int argc, char **argv)
       g_critical ("%s", error->message);
       goto out;
     }
-  if (config.peer_listen || (config.ice_addresses && config.ice_addresses[0]) || (config.signal_urls && config.signal_urls[0]))
-    g_warning ("peer sync is not available in this version yet: the [sync] settings are ignored");
 
   WspStoreOptions sopts = { paths.db_path, config.project_id, &identity, 0 };
   if (!(store = wsp_store_open (&sopts, &error)))
@@ -169,6 +210,33 @@ run (int argc, char **argv)
       goto out;
     }
 
+  urls_path = g_build_filename (paths.wsp_dir, "peer-urls", NULL);
+  WspSyncOptions yopts = {
+    .store = store,
+    .db_path = paths.db_path,
+    .project_id = config.project_id,
+    .secret = secret,
+    .identity = &identity,
+    .listen = config.peer_listen,
+    .signal_urls = (const char *const *) config.signal_urls,
+    .urls_path = urls_path,
+    .ice_addresses = (const char *const *) config.ice_addresses,
+    .stun_servers = (const char *const *) config.stun_servers,
+    .turn_servers = (const char *const *) config.turn_servers,
+  };
+  if (!(sync = wsp_sync_start (&yopts, &error)))
+    {
+      /* Missing WebRTC plugins leave a working local tracker; a bad
+       * address or URL is a configuration error. */
+      if (!g_error_matches (error, WSP_ERROR, WSP_ERROR_FAILED) || config.peer_listen)
+        {
+          g_critical ("%s", error->message);
+          goto out;
+        }
+      g_warning ("peer sync is off: %s", error->message);
+      g_clear_error (&error);
+    }
+
   WspHttpOptions hopts = {
     .listen = config.listen,
     .token = token,
@@ -180,6 +248,11 @@ run (int argc, char **argv)
     .problems_json = problems_json,
     .resolve_mass_removal = resolve_mass_removal,
     .problems_data = mirror,
+    .peers_json = sync ? peers_json : NULL,
+    .peer_connect = sync ? peer_connect : NULL,
+    .peer_drop = sync ? peer_drop : NULL,
+    .peers_connected = sync ? peers_connected : NULL,
+    .sync_data = sync,
   };
   if (!(http = wsp_http_start (&hopts, &error)))
     {
@@ -193,12 +266,14 @@ run (int argc, char **argv)
     info.url = g_strdup_printf ("http://127.0.0.1:%u", wsp_http_port (http));
     info.peer_id = g_strdup (identity.peer_hex);
     info.project_id = g_strdup (config.project_id);
+    info.peer_url = sync ? wsp_sync_dup_peer_url (sync) : NULL;
     gboolean ok = wsp_daemon_info_write (&paths, &info, &error);
     g_autofree char *board = wsp_http_board_url (http);
     if (ok)
       {
         g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "URL", info.url,
                           "PEER_ID", identity.peer_hex, "WORKSPACE", paths.root,
+                          "PEER_URL", info.peer_url ? info.peer_url : "-",
                           "MESSAGE", "listening");
         printf ("WorkStream board: %s\n", board);
         fflush (stdout);
@@ -217,6 +292,7 @@ run (int argc, char **argv)
 out:
   /* Shutdown order: intake first, then the writer, then the files. */
   wsp_http_stop (http);
+  wsp_sync_stop (sync);
   wsp_mirror_stop (mirror);
   wsp_store_close (store);
   if (lock)
@@ -224,6 +300,7 @@ out:
   wsp_lock_release (lock);
   g_clear_pointer (&d.loop, g_main_loop_unref);
   memset (&identity, 0, sizeof identity);
+  memset (secret, 0, sizeof secret);
   wsp_config_clear (&config);
   wsp_paths_clear (&paths);
   if (status == 0)

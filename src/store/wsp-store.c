@@ -1476,6 +1476,8 @@ process_batch (WspStore *self, GPtrArray *jobs)
 {
   g_autoptr (GError) error = NULL;
   guint64 saved_hlc = self->hlc.last;
+  gint64 t_start = g_get_monotonic_time (), t_flush = 0, t_commit = 0;
+  guint64 ops_before = __atomic_load_n (&self->stat_ops, __ATOMIC_RELAXED);
 
   if (!step_done (self->db, self->st_begin, &error))
     goto failed;
@@ -1508,6 +1510,7 @@ process_batch (WspStore *self, GPtrArray *jobs)
       g_ptr_array_unref (plan.bodies);
     }
 
+  t_flush = g_get_monotonic_time ();
   {
     g_autoptr (GString) json = g_string_sized_new (1024);
     g_autoptr (GString) conflicts = g_string_sized_new (64);
@@ -1522,9 +1525,17 @@ process_batch (WspStore *self, GPtrArray *jobs)
       }
   }
   if (!flush_authors (self, &error) || !sign_local_head (self, &error)
-      || !meta_set_int (self, "max_hlc", (gint64) self->hlc.last, &error)
-      || !step_done (self->db, self->st_commit, &error))
+      || !meta_set_int (self, "max_hlc", (gint64) self->hlc.last, &error))
     goto failed;
+  t_commit = g_get_monotonic_time ();
+  if (!step_done (self->db, self->st_commit, &error))
+    goto failed;
+  {
+    gint64 t_end = g_get_monotonic_time ();
+    g_debug ("batch: %u jobs, %" G_GUINT64_FORMAT " ops, %u tasks; apply %.1f ms, flush %.1f ms, commit %.1f ms",
+             jobs->len, __atomic_load_n (&self->stat_ops, __ATOMIC_RELAXED) - ops_before, self->batch_touched->len,
+             (t_flush - t_start) / 1000.0, (t_commit - t_flush) / 1000.0, (t_end - t_commit) / 1000.0);
+  }
 
   __atomic_fetch_add (&self->stat_batches, 1, __ATOMIC_RELAXED);
   g_mutex_lock (&self->lock);

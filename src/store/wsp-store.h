@@ -100,6 +100,21 @@ WspRun *wsp_run_new (void);
 void    wsp_run_free (WspRun *run);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspRun, wsp_run_free)
 
+/* The bound on a run's own shortest MessagePack encoding (SPEC 7.3): a run
+ * over it is refused by every receiver, so authors sign heads before it and
+ * relays merge runs only within it. */
+#define WSP_RUN_MAX_BYTES 61440
+
+/* The length of the run's own shortest MessagePack encoding (SPEC 7.3: the
+ * map with exactly peer, pk, from, ops, sig), computed without encoding.
+ * Senders end a run before this would pass WSP_RUN_MAX_BYTES. Here rather
+ * than in the wire codec so that the store can size the runs it exports. */
+gsize   wsp_run_encoded_size (const WspRun *run);
+/* What one more op body of body_len bytes adds to wsp_run_encoded_size()
+ * (its bin header and bytes, plus a wider array header when the count
+ * crosses 15 or 65535): lets a sender grow a run incrementally. */
+gsize   wsp_run_encoded_size_add (guint n_ops_before, gsize body_len);
+
 typedef enum {
   WSP_INGEST_OK,        /* verified; new ops applied, or held until causally ready */
   WSP_INGEST_GAP,       /* starts after a gap (ops from-1.. missing): nothing kept; ask again from the clock */
@@ -202,6 +217,56 @@ gboolean wsp_store_reader_live_ids (WspStoreReader *r, GPtrArray *out, GError **
 gboolean wsp_store_reader_cycles_json (WspStoreReader *r, GString *out, guint *n_found, GError **error);
 /* Number of live tasks (for metrics). */
 gint64   wsp_store_reader_count_tasks (WspStoreReader *r);
+
+/* ---- export: the runs another replica lacks (SPEC 7.3) ----------------
+ * Catch-up and streaming for peer sync (wsp-store-export.c). An export is
+ * a cursor per connected replica; the reader (any reader, from its own
+ * thread) turns it into signed runs. The export holds no database state,
+ * so it may outlive the reader it was used with. */
+typedef struct _WspExport WspExport;
+/* A cursor over the ops that a replica whose applied clock is `have` lacks
+ * (NULL = empty). Per author it remembers the last seq sent (the next one
+ * to send is that + 1). */
+WspExport *wsp_export_new (const WspClock *have);
+void       wsp_export_free (WspExport *ex);   /* NULL ok */
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspExport, wsp_export_free)
+/* The other side asked to resend from `have` (a `req`): the cursor becomes
+ * exactly that, moving back as well as forward. */
+void       wsp_export_reset (WspExport *ex, const WspClock *have);
+/* The other side now has `have` (an `ack`, or ops it got elsewhere):
+ * entrywise max into the cursor, so ops it holds are not sent again. */
+void       wsp_export_advance (WspExport *ex, const WspClock *have);
+/* The cursor as a clock (what we have sent or know they have). out must be
+ * initialised; its old entries are replaced. */
+void       wsp_export_get_clock (const WspExport *ex, WspClock *out);
+/* Appends to runs (WspRun*, caller frees with wsp_run_free) the next runs
+ * the other side lacks, advancing the cursor, until adding another run
+ * would make the sum of their wsp_run_encoded_size() exceed max_bytes
+ * (always at least one run when any is available).
+ *
+ * Per author it exports ops cursor+1 … S, where S is the largest seq that
+ * is both applied here (the clock) and has a stored signature; ops held
+ * for causal order, and applied ops after the last signed head, wait. A
+ * run starts at the cursor (possibly inside a signed stretch: a suffix of a
+ * stretch that fits also fits), ends at a signed head whose signature it
+ * carries, and encodes to at most WSP_RUN_MAX_BYTES: consecutive signed
+ * stretches of one author are merged while the merged run stays within
+ * that bound and within what is left of max_bytes; a stretch is never
+ * split. A stretch that cannot fit WSP_RUN_MAX_BYTES on its own (its
+ * signer broke the bound; no receiver would accept it) stops that author
+ * here, with a warning (once per cursor position).
+ *
+ * Across authors, runs come out in roughly causal order: repeatedly the
+ * author whose next run's first op has the smallest (hlc, peer). Sets
+ * *done to TRUE when nothing more is available right now (FALSE: call
+ * again). Each call reads one consistent snapshot of the current database,
+ * so ops committed since the last call are seen by the next one: this is
+ * how new local ops get streamed.
+ *
+ * On failure (WSP_ERROR_FAILED: SQLite; WSP_ERROR_CORRUPT: ops missing
+ * below the clock) nothing is appended and the cursor is unchanged. */
+gboolean   wsp_store_reader_export (WspStoreReader *r, WspExport *ex, gsize max_bytes,
+                                    GPtrArray *runs, gboolean *done, GError **error);
 
 G_END_DECLS
 

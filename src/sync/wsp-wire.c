@@ -190,25 +190,10 @@ bin_hdr_size (guint64 n)
 #define RUN_FIXED_SIZE (1 + (1 + 4) + (1 + WSP_PEER_HEX_LEN) + (1 + 2) + (2 + WSP_PK_LEN) \
                         + (1 + 4) + (1 + 3) + (1 + 3) + (2 + WSP_SIG_LEN))
 
-gsize
-wsp_run_encoded_size (const WspRun *run)
-{
-  guint n = run->ops != NULL ? run->ops->len : 0;
-  gsize size = RUN_FIXED_SIZE + uint_size (run->from) + array_hdr_size (n);
-  for (guint i = 0; i < n; i++)
-    {
-      gsize len = g_bytes_get_size (g_ptr_array_index (run->ops, i));
-      size += bin_hdr_size (len) + len;
-    }
-  return size;
-}
-
-gsize
-wsp_run_encoded_size_add (guint n_ops_before, gsize body_len)
-{
-  return bin_hdr_size (body_len) + body_len
-         + array_hdr_size ((guint64) n_ops_before + 1) - array_hdr_size (n_ops_before);
-}
+/* wsp_run_encoded_size() and wsp_run_encoded_size_add() live in the store
+ * (wsp-store-export.c), which sizes the runs it exports and must not depend
+ * on this layer; the decoder below measures a received run the same way
+ * from the decoded values. */
 
 /* ---- encoding ---------------------------------------------------------- */
 

@@ -28,7 +28,7 @@
 G_BEGIN_DECLS
 
 #define WSP_WIRE_MAX_MESSAGE   65536   /* bytes: a message, and a z's content */
-#define WSP_WIRE_MAX_RUN       61440   /* bytes: a run's own shortest encoding */
+#define WSP_WIRE_MAX_RUN       WSP_RUN_MAX_BYTES   /* bytes: a run's own shortest encoding */
 #define WSP_WIRE_VERSION       1       /* hello.v */
 #define WSP_WIRE_NONCE_LEN     32
 #define WSP_WIRE_MAC_LEN       32
@@ -139,13 +139,7 @@ GBytes  *wsp_msg_encode (const WspMsg *m, gboolean compress, GError **error);
 gboolean wsp_msg_decode (const guint8 *data, gsize len, gboolean authenticated,
                          WspMsg *out, GError **error);
 
-/* The length of the run's own shortest MessagePack encoding (SPEC 7.3),
- * computed without encoding. Senders end a run before this would pass
- * WSP_WIRE_MAX_RUN. */
-gsize    wsp_run_encoded_size (const WspRun *run);
-/* What one more op body of body_len bytes adds to wsp_run_encoded_size()
- * (its bin header and bytes, plus a wider array header when the count
- * crosses 15 or 65535): lets a sender grow a run incrementally. */
-gsize    wsp_run_encoded_size_add (guint n_ops_before, gsize body_len);
+/* A run's size: wsp_run_encoded_size() and wsp_run_encoded_size_add(),
+ * declared in store/wsp-store.h (included above) next to WspRun. */
 
 G_END_DECLS

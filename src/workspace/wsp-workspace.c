@@ -420,14 +420,23 @@ static const ConfigKey config_keys[] = {
   { "sync",    "turn_servers",  "WSP_TURN_SERVERS",  KIND_STRING_LIST,     OFF (turn_servers) },
 };
 
+/* The key's entry, or NULL when there is no such key. */
 static const ConfigKey *
-config_key_find (const char *group, const char *key)
+config_key_lookup (const char *group, const char *key)
 {
   for (gsize i = 0; i < G_N_ELEMENTS (config_keys); i++)
     if (strcmp (config_keys[i].group, group) == 0 && strcmp (config_keys[i].key, key) == 0)
       return &config_keys[i];
-  g_assert_not_reached ();
   return NULL;
+}
+
+/* A key this file names itself: it exists. */
+static const ConfigKey *
+config_key_find (const char *group, const char *key)
+{
+  const ConfigKey *k = config_key_lookup (group, key);
+  g_assert (k != NULL);
+  return k;
 }
 
 static gboolean
@@ -764,6 +773,43 @@ wsp_config_load (const WspPaths *paths, const WspConfigFlags *flags,
     }
   *out = cfg;
   return TRUE;
+}
+
+gboolean
+wsp_config_file_set (const WspPaths *paths, const char *group, const char *key,
+                     const char *value, GError **error)
+{
+  const ConfigKey *k = config_key_lookup (group, key);
+  g_autofree char *name = g_strdup_printf ("[%s] %s", group, key);
+  if (k == NULL)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_CONFIG, "%s: no such configuration key", name);
+      return FALSE;
+    }
+
+  /* Validate on a scratch configuration, exactly as loading will. */
+  WspConfig scratch;
+  config_set_defaults (&scratch);
+  gboolean ok = config_apply_named (&scratch, k, value, name, error);
+  wsp_config_clear (&scratch);
+  if (!ok)
+    return FALSE;
+
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autoptr(GError) local = NULL;
+  if (!g_key_file_load_from_file (kf, paths->config_path,
+                                  G_KEY_FILE_KEEP_COMMENTS | G_KEY_FILE_KEEP_TRANSLATIONS, &local))
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_CONFIG, "failed to read config '%s': %s",
+                   paths->config_path, local->message);
+      return FALSE;
+    }
+  /* set_string escapes what GKeyFile must (leading spaces, \n, \\), and
+   * get_string on load undoes it: the loader sees VALUE unchanged. */
+  g_key_file_set_string (kf, group, key, value);
+  gsize len = 0;
+  g_autofree char *text = g_key_file_to_data (kf, &len, NULL);
+  return wsp_write_file_atomic (paths->config_path, text, len, 0644, error);
 }
 
 /* ---- secrets -------------------------------------------------------------- */

@@ -65,6 +65,14 @@ typedef struct {
 gboolean wsp_config_load (const WspPaths *paths, const WspConfigFlags *flags,
                           WspConfig *out, GError **error);
 
+/* Sets [GROUP] KEY = VALUE in the config file (wsp join writes [sync]
+ * signal_urls this way), keeping its other keys and comments; written
+ * atomically. VALUE is checked as the loader checks it (lists are items
+ * joined with ','), so the file never gets a value the daemon refuses:
+ * WSP_ERROR_CONFIG naming the key for a bad value or an unknown key. */
+gboolean wsp_config_file_set (const WspPaths *paths, const char *group, const char *key,
+                              const char *value, GError **error);
+
 /* Secrets of .wsp/ (created by init). */
 gboolean wsp_workspace_load_identity (const WspPaths *paths, WspIdentity *out, GError **error);
 gboolean wsp_workspace_load_secret (const WspPaths *paths, guint8 out[32], GError **error);

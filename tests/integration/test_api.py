@@ -2,9 +2,10 @@
 
 Every endpoint and every error the API promises: auth (bearer and the board's
 session cookie), the Host check, validation that changes nothing, 404/405/
-410/413, SSE, metrics, and a clean shutdown with streams and keep-alive
-connections open. Waits are event-driven (socket reads with deadlines); no
-sleeps.
+410/413, SSE, metrics, the peer endpoints (list, connect, drop and the sync
+status, with a second daemon of the same project to connect to), and a clean
+shutdown with streams and keep-alive connections open. Waits are
+event-driven (socket reads or polling with deadlines); no fixed sleeps.
 """
 
 import http.client
@@ -18,13 +19,31 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wsphelper import Daemon  # noqa: E402
+from wsphelper import Daemon, Workspace, run_wsp, wait_until  # noqa: E402
+
+PEER_STATES = {"connecting", "connected", "retrying"}
+PEER_VIAS = {"member", "listener", "relay", None}
+UNKNOWN_PEER = "0123456789abcdef"
 
 
 def error_of(body):
     """The (code, message) of an API error body; fails on another shape."""
     assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
     return body["error"]["code"], body["error"]["message"]
+
+
+def check_peer(test, p):
+    """A peer object has exactly the shape wsp-http.h documents."""
+    test.assertIsInstance(p, dict)
+    test.assertRegex(p["peer_id"], r"^[0-9a-f]{16}$")
+    test.assertIn(p["state"], PEER_STATES)
+    test.assertIn(p["via"], PEER_VIAS)
+    for key in ("address", "url", "last_seen", "connected_at", "last_error"):
+        test.assertIn(key, p)
+        test.assertTrue(p[key] is None or isinstance(p[key], str), (key, p))
+    for key in ("ops_they_lack", "ops_we_lack", "bytes_sent", "bytes_received"):
+        test.assertIsInstance(p[key], int, (key, p))
+        test.assertGreaterEqual(p[key], 0, (key, p))
 
 
 class SseStream:
@@ -431,10 +450,50 @@ class ApiTest(unittest.TestCase):
         self.create(title="clocked")
         status, _, body = self.req("GET", "/api/v1/sync")
         self.assertEqual(status, 200)
+        self.assertEqual(body["peer_id"], self.d.peer_id)
         self.assertGreaterEqual(body["clock"][self.d.peer_id], 1)
         self.assertEqual(body["peers"], [])
         self.assertEqual(self.req("GET", "/api/v1/peers")[2], {"peers": []})
         self.assertEqual(self.req("GET", "/api/v1/problems")[2], {"problems": []})
+
+    def test_peers_and_sync_shapes(self):
+        status, headers, body = self.req("GET", "/api/v1/peers")
+        self.assertEqual(status, 200, body)
+        self.assertIn("json", headers["content-type"])
+        self.assertEqual(set(body), {"peers"})
+        self.assertIsInstance(body["peers"], list)
+        for p in body["peers"]:
+            check_peer(self, p)
+        status, _, body = self.req("GET", "/api/v1/sync")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(set(body), {"peer_id", "clock", "peers"})
+        self.assertEqual(body["peer_id"], self.d.peer_id)
+        self.assertIsInstance(body["clock"], dict)
+        self.assertIsInstance(body["peers"], list)
+
+    def test_peer_connect_rejections_are_400(self):
+        bodies = ["", "not json", "[]", "{}", {"url": 5}, {"url": None}, {"url": ""},
+                  {"url": ["ws://127.0.0.1:1/api/v1/signal"]}, {"uri": "ws://127.0.0.1:1/api/v1/signal"}]
+        for body in bodies:
+            with self.subTest(body=body):
+                self.assert_error(self.req("POST", "/api/v1/peers", body), 400, "bad_request", "url")
+        for url in ("http://127.0.0.1:1/api/v1/signal", "127.0.0.1:1", "ftp://x/", "ws:/nohost"):
+            with self.subTest(url=url):
+                self.assert_error(self.req("POST", "/api/v1/peers", {"url": url}), 400, "bad_request")
+        # A bad request changes nothing.
+        self.assertEqual(self.req("GET", "/api/v1/peers")[2], {"peers": []})
+
+    def test_peer_drop_malformed_is_400_unknown_is_404(self):
+        for bad in ("nothex", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0",
+                    "zzzzzzzzzzzzzzzz"):
+            with self.subTest(peer_id=bad):
+                self.assert_error(self.req("DELETE", "/api/v1/peers/" + bad), 400, "bad_request")
+        self.assert_error(self.req("DELETE", "/api/v1/peers/" + UNKNOWN_PEER), 404, "not_found")
+        self.assert_error(self.req("DELETE", f"/api/v1/peers/{UNKNOWN_PEER}/x"), 404, "not_found")
+        for method, path in [("PUT", "/api/v1/peers"), ("DELETE", "/api/v1/peers"),
+                             ("GET", "/api/v1/peers/" + UNKNOWN_PEER)]:
+            with self.subTest(method=method, path=path):
+                self.assert_error(self.req(method, path), 405, "method_not_allowed")
 
     def test_metrics(self):
         self.create(title="counted")
@@ -447,6 +506,7 @@ class ApiTest(unittest.TestCase):
             self.assertIn(name, text)
         applied = int(re.search(r"^wsp_ops_applied_total (\d+)$", text, re.M).group(1))
         self.assertGreaterEqual(applied, 1)
+        self.assertRegex(text, r"(?m)^wsp_peers 0$")
 
     def test_unknown_path_is_404_json(self):
         for path in ("/api/v1/nothing", "/api/v2/tasks", "/nothing", "/api/v1/tasks/x/y",
@@ -526,6 +586,60 @@ class ApiTest(unittest.TestCase):
         status, headers, text = self.req("GET", "/?login=" + "ab" * 32, token=False)
         self.assertEqual(status, 403)
         self.assertNotIn("set-cookie", headers)
+
+
+class PeerApiTest(unittest.TestCase):
+    """Two daemons of one project: A connects to B through POST /api/v1/peers,
+    both list each other, /metrics counts the channel, and DELETE drops it."""
+
+    def setUp(self):
+        self.a = Daemon(extra_args=["--peer-listen", "127.0.0.1:0"]).start()
+        self.addCleanup(self.a.workspace.cleanup)
+        self.addCleanup(self.a.stop)
+        # B joins A's project with a token naming a dead address, so it only
+        # meets A through A's connect.
+        r = self.a.wsp("invite", "--url", "ws://127.0.0.1:1/api/v1/signal")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ws = Workspace(init=False)
+        self.addCleanup(ws.cleanup)
+        r = run_wsp("join", r.stdout.strip(), ws.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.b = Daemon(ws, extra_args=["--peer-listen", "127.0.0.1:0"]).start()
+        self.addCleanup(self.b.stop)
+
+    def peer_in(self, d, peer_id, state="connected"):
+        status, _, body = d.request("GET", "/api/v1/peers")
+        self.assertEqual(status, 200, body)
+        for p in body["peers"]:
+            check_peer(self, p)
+        return next((p for p in body["peers"] if p["peer_id"] == peer_id and p["state"] == state), None)
+
+    def test_connect_list_metrics_drop(self):
+        url = self.b.info["peer_url"]
+        self.assertTrue(url and url.startswith("ws://127.0.0.1:"), self.b.info)
+        status, _, body = self.a.request("POST", "/api/v1/peers", {"url": url})
+        self.assertEqual(status, 202, body)
+        self.assertEqual(body, {"url": url, "state": "connecting"})
+
+        p = wait_until(lambda: self.peer_in(self.a, self.b.peer_id), timeout=30,
+                       what=f"A to list B connected\nA:\n{self.a.log()}\nB:\n{self.b.log()}")
+        self.assertIsNotNone(p["connected_at"])
+        wait_until(lambda: self.peer_in(self.b, self.a.peer_id), timeout=30, what="B to list A connected")
+
+        task = self.a.create_task("travels to B")
+        wait_until(lambda: self.b.request("GET", "/api/v1/tasks/" + task["id"])[0] == 200, timeout=30,
+                   what="the task to reach B")
+        status, _, sync = self.a.request("GET", "/api/v1/sync")
+        self.assertEqual(status, 200, sync)
+        self.assertIn(self.b.peer_id, [p["peer_id"] for p in sync["peers"]])
+        _, _, metrics = self.a.request("GET", "/metrics")
+        self.assertRegex(metrics, r"(?m)^wsp_peers 1$")
+
+        status, _, body = self.a.request("DELETE", "/api/v1/peers/" + self.b.peer_id)
+        self.assertEqual(status, 204, body)
+        self.assertIsNone(body)
+        wait_until(lambda: self.peer_in(self.a, self.b.peer_id) is None, timeout=10,
+                   what="B to be dropped by A")
 
 
 class ShutdownTest(unittest.TestCase):

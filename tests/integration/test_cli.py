@@ -2,12 +2,15 @@
 """test_cli.py -- the `wsp` CLI end to end against a real wspd (SPEC 6).
 
 Every command, human and --json output, exit codes (0 ok, 1 failure,
-2 usage), the "no daemon" message, `wsp daemon`, and a clean SIGTERM.
+2 usage), the "no daemon" message, `wsp daemon`, a clean SIGTERM, and the
+peer commands: `wsp peer`, `wsp sync`, `wsp invite` (its token is decoded
+here independently of the C codec) and `wsp join`.
 
 Run: python3 tests/integration/test_cli.py   (env WSPD, WSP: the binaries;
 default build/src/wspd and build/src/wsp). Exits non-zero on any failure.
 """
 
+import base64
 import json
 import os
 import signal
@@ -22,6 +25,59 @@ from wsphelper import Daemon, Workspace, binary, clean_env, run_wsp, wait_until 
 
 NO_DAEMON = "no daemon is running for this workspace"
 UNKNOWN_ID = "ws-zzzzzzzzzz"
+INVITE_HINT = "--peer-listen"
+DEAD_URL = "ws://127.0.0.1:1/api/v1/signal"
+
+
+def msgpack_decode(data, i=0):
+    """(value, next offset) of the MessagePack item at DATA[i]: just the
+    types a join token uses (maps, arrays, str, bin)."""
+    b = data[i]
+    if b & 0xf0 == 0x80 or b in (0xde, 0xdf) or b & 0xf0 == 0x90 or b in (0xdc, 0xdd):
+        is_map = b & 0xf0 == 0x80 or b in (0xde, 0xdf)
+        if b in (0xde, 0xdc):
+            n, i = int.from_bytes(data[i + 1:i + 3], "big"), i + 3
+        elif b in (0xdf, 0xdd):
+            n, i = int.from_bytes(data[i + 1:i + 5], "big"), i + 5
+        else:
+            n, i = b & 0x0f, i + 1
+        if is_map:
+            out = {}
+            for _ in range(n):
+                k, i = msgpack_decode(data, i)
+                out[k], i = msgpack_decode(data, i)
+            return out, i
+        out = []
+        for _ in range(n):
+            v, i = msgpack_decode(data, i)
+            out.append(v)
+        return out, i
+    if b & 0xe0 == 0xa0:
+        n, i = b & 0x1f, i + 1
+        return data[i:i + n].decode(), i + n
+    sizes = {0xd9: (1, str), 0xda: (2, str), 0xdb: (4, str), 0xc4: (1, bytes), 0xc5: (2, bytes), 0xc6: (4, bytes)}
+    if b not in sizes:
+        raise AssertionError(f"unexpected MessagePack type 0x{b:02x} in a join token")
+    width, kind = sizes[b]
+    n, i = int.from_bytes(data[i + 1:i + 1 + width], "big"), i + 1 + width
+    raw = data[i:i + n]
+    return (raw.decode() if kind is str else raw), i + n
+
+
+def decode_invite(token):
+    """SPEC 6: "wsp1:" + unpadded base64url of {"p", "s", "a"}."""
+    assert token.startswith("wsp1:"), token
+    b64 = token[5:]
+    assert "=" not in b64, token
+    raw = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+    value, end = msgpack_decode(raw)
+    assert end == len(raw), "trailing bytes after the map"
+    return value
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def json_out(r):
@@ -117,6 +173,104 @@ class TestWithoutDaemon(CliTestCase):
         self.assertFalse(out["daemon"]["running"])
         self.assertEqual(out["paths"]["workspace"], self.ws.root)
 
+    # -- invite, join ----------------------------------------------------------
+
+    def test_invite_without_peer_listener(self):
+        for args in (["invite"], ["invite", "--json"]):
+            r = self.ws.wsp(*args)
+            self.assertExit(r, 1, f"wsp {args}:")
+            self.assertIn(INVITE_HINT, r.stderr)
+            self.assertIn("--url", r.stderr)
+            self.assertEqual(r.stdout, "")
+
+    def test_invite_with_url_and_join(self):
+        r = self.ws.wsp("invite", "--url", DEAD_URL)
+        self.assertExit(r, 0)
+        token = r.stdout.strip()
+        self.assertTrue(token.startswith("wsp1:"), r.stdout)
+        self.assertEqual(r.stdout, token + "\n", "stdout holds only the token")
+        self.assertNotIn(token, r.stderr)
+
+        with open(os.path.join(self.ws.root, "config")) as f:
+            project_id = next(line.split("=", 1)[1].strip() for line in f if line.startswith("id="))
+        secret = read_bytes(os.path.join(self.ws.wsp_dir, "project.secret"))
+        inv = decode_invite(token)
+        self.assertEqual(inv, {"p": project_id, "s": secret, "a": [DEAD_URL]})
+
+        r = self.ws.wsp("invite", "--json", "--url", DEAD_URL, "--url", "wss://example.org:9/api/v1/signal")
+        self.assertExit(r, 0)
+        out = json_out(r)
+        self.assertEqual(out["urls"], [DEAD_URL, "wss://example.org:9/api/v1/signal"])
+        self.assertEqual(decode_invite(out["token"])["a"], out["urls"])
+
+        with tempfile.TemporaryDirectory(prefix="wsp-it-join-") as d:
+            target = os.path.join(d, "member")
+            r = run_wsp("join", token, target)
+            self.assertExit(r, 0)
+            root = os.path.join(target, ".workspace")
+            self.assertIn(f"joined project {project_id} in {root}", r.stdout)
+            self.assertIn("wsp", r.stdout.split("start the daemon with:", 1)[1])
+            self.assertNotIn(token, r.stdout + r.stderr)
+            self.assertEqual(read_bytes(os.path.join(root, ".wsp", "project.secret")), secret)
+            st = os.stat(os.path.join(root, ".wsp", "project.secret"))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+            with open(os.path.join(root, "config")) as f:
+                config = f.read()
+            self.assertIn(f"id={project_id}", config)
+            section = config.split("[sync]", 1)[1]
+            self.assertIn(f"signal_urls={DEAD_URL}", section)
+            # A different peer of the same project.
+            self.assertNotEqual(read_bytes(os.path.join(root, ".wsp", "identity.key")),
+                                read_bytes(os.path.join(self.ws.wsp_dir, "identity.key")))
+            # The daemon accepts what join wrote (doctor checks the config).
+            r = run_wsp("--workspace", target, "doctor", "--json")
+            self.assertFalse([p for p in json_out(r)["problems"] if "config" in p.get("reason", "")], r.stdout)
+
+            # Into the same directory again: a failure, nothing changed.
+            r = run_wsp("join", token, target)
+            self.assertExit(r, 1)
+            self.assertIn("already exists", r.stderr)
+            self.assertEqual(read_bytes(os.path.join(root, ".wsp", "project.secret")), secret)
+
+            # From standard input, in the current directory, with --json.
+            other = os.path.join(d, "other")
+            os.mkdir(other)
+            r = run_wsp("join", "--json", "-", cwd=other, input=token + "\n")
+            self.assertExit(r, 0)
+            out = json_out(r)
+            self.assertEqual(out["workspace"], os.path.join(os.path.realpath(other), ".workspace"))
+            self.assertEqual(out["project_id"], project_id)
+            self.assertRegex(out["peer_id"], r"^[0-9a-f]{16}$")
+            self.assertEqual(out["signal_urls"], [DEAD_URL])
+
+    def test_invite_expands_wildcard_listener(self):
+        # A listener on 0.0.0.0 is dialled at this machine's IPv4 addresses
+        # (127.0.0.1 when it has none); [::] adds the IPv6 ones.
+        r = self.ws.wsp("invite", "--json", "--url", "ws://0.0.0.0:7420/api/v1/signal")
+        self.assertExit(r, 0)
+        urls = json_out(r)["urls"]
+        self.assertTrue(urls)
+        self.assertEqual(decode_invite(json_out(r)["token"])["a"], urls)
+        for url in urls:
+            self.assertRegex(url, r"^ws://\d+\.\d+\.\d+\.\d+:7420/api/v1/signal$")
+            self.assertNotIn("0.0.0.0", url)
+        self.assertEqual(len(set(urls)), len(urls))
+        r = self.ws.wsp("invite", "--json", "--url", "ws://[::]:7420/api/v1/signal")
+        self.assertExit(r, 0)
+        urls6 = json_out(r)["urls"]
+        if urls != ["ws://127.0.0.1:7420/api/v1/signal"]:   # not the no-address fallback
+            self.assertEqual(urls6[:len(urls)], urls, "IPv4 first")
+        self.assertFalse([u for u in urls6 if "[::]" in u], urls6)
+
+    def test_join_bad_tokens(self):
+        with tempfile.TemporaryDirectory(prefix="wsp-it-join-") as d:
+            good = self.ws.wsp("invite", "--url", DEAD_URL).stdout.strip()
+            for bad in ("garbage", "wsp1:", "wsp1:!!!!", "wsp2:" + good[5:], good[:-3], good + "AA"):
+                r = run_wsp("join", bad, os.path.join(d, "x"))
+                self.assertExit(r, 2, f"token {bad!r}:")
+                self.assertIn("TOKEN", r.stderr)
+                self.assertFalse(os.path.exists(os.path.join(d, "x", ".workspace")))
+
     def test_no_workspace(self):
         with tempfile.TemporaryDirectory(prefix="wsp-it-none-") as d:
             missing = os.path.join(d, "nothing-here")
@@ -156,6 +310,22 @@ class TestWithoutDaemon(CliTestCase):
             ["history"],
             ["doctor", "extra"],
             ["init", "a", "b"],
+            ["peer"],
+            ["peer", "frobnicate"],
+            ["peer", "list", "extra"],
+            ["peer", "connect"],
+            ["peer", "connect", "http://127.0.0.1:1/"],
+            ["peer", "connect", DEAD_URL, "extra"],
+            ["peer", "drop"],
+            ["peer", "drop", "nothex"],
+            ["peer", "drop", "0123456789ABCDEF"],
+            ["sync", "extra"],
+            ["invite", "extra"],
+            ["invite", "--url", "http://127.0.0.1:1/"],
+            ["join"],
+            ["join", "garbage"],
+            ["join", "wsp1:AAAA"],
+            ["join", "a", "b", "c"],
             ["--workspace"],
         ]
         for args in cases:
@@ -169,7 +339,8 @@ class TestWithoutDaemon(CliTestCase):
         r = run_wsp("--help")
         self.assertExit(r, 0)
         for cmd in ("init", "daemon", "create", "list", "show", "edit", "close", "delete",
-                    "comment", "search", "history", "doctor"):
+                    "comment", "search", "history", "doctor", "peer connect URL", "drop PEER_ID",
+                    "sync", "invite", "join TOKEN"):
             self.assertIn(cmd, r.stdout)
         r = run_wsp("create", "--help")
         self.assertExit(r, 0)
@@ -476,6 +647,47 @@ class TestWithDaemon(CliTestCase):
         r = self.wsp("history", UNKNOWN_ID)
         self.assertExit(r, 1)
 
+    # -- peer, sync, invite -------------------------------------------------
+
+    def test_peer_list_and_sync(self):
+        r = self.wsp("peer", "list")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, "no peers\n")
+        r = self.wsp("peer", "list", "--json")
+        self.assertExit(r, 0)
+        out = json_out(r)
+        self.assertEqual(set(out), {"peers"})
+        self.assertIsInstance(out["peers"], list)
+
+        self.d.create_task("moves the clock")
+        r = self.wsp("sync", "--json")
+        self.assertExit(r, 0)
+        out = json_out(r)
+        self.assertEqual(out["peer_id"], self.d.peer_id)
+        self.assertGreaterEqual(out["clock"][self.d.peer_id], 1)
+        self.assertIsInstance(out["peers"], list)
+        r = self.wsp("sync")
+        self.assertExit(r, 0)
+        self.assertIn(f"peer {self.d.peer_id}", r.stdout)
+        self.assertRegex(r.stdout, rf"(?m)^  {self.d.peer_id}: [1-9]\d*$")
+        self.assertIn("peers: none", r.stdout)
+
+    def test_peer_drop_and_connect_errors(self):
+        r = self.wsp("peer", "drop", "nothex")
+        self.assertIn(r.returncode, (1, 2), r)
+        self.assertIn("nothex", r.stderr)
+        r = self.wsp("peer", "drop", "0123456789abcdef")
+        self.assertExit(r, 1)
+        self.assertIn("0123456789abcdef", r.stderr)
+        r = self.wsp("peer", "connect", "http://127.0.0.1:1/")
+        self.assertExit(r, 2)
+
+    def test_invite_without_peer_listener(self):
+        r = self.wsp("invite")
+        self.assertExit(r, 1)
+        self.assertIn(INVITE_HINT, r.stderr)
+        self.assertEqual(r.stdout, "")
+
     # -- doctor -------------------------------------------------------------
 
     def test_doctor_healthy(self):
@@ -504,6 +716,61 @@ class TestWithDaemon(CliTestCase):
         finally:
             os.unlink(bad)
         wait_until(lambda: self.wsp("doctor").returncode == 0, what="the problem to clear")
+
+
+class TestPeerListener(CliTestCase):
+    """A daemon with a peer listener: invite names it; a member that joins
+    with the token connects on start."""
+
+    def test_invite_names_peer_url_and_join_connects(self):
+        a = Daemon(extra_args=["--peer-listen", "127.0.0.1:0"])
+        self.addCleanup(a.workspace.cleanup)
+        self.addCleanup(a.stop)
+        a.start()
+        peer_url = a.info.get("peer_url")
+        self.assertTrue(peer_url and peer_url.startswith("ws://127.0.0.1:"), a.info)
+
+        r = a.wsp("invite")
+        self.assertExit(r, 0)
+        token = r.stdout.strip()
+        self.assertIn(peer_url, decode_invite(token)["a"])
+        r = a.wsp("invite", "--json")
+        self.assertExit(r, 0)
+        self.assertEqual(json_out(r)["urls"], [peer_url])
+
+        ws = Workspace(init=False)
+        self.addCleanup(ws.cleanup)
+        r = run_wsp("join", token, ws.dir)
+        self.assertExit(r, 0)
+        b = Daemon(ws)
+        self.addCleanup(b.stop)
+        b.start()
+
+        def connected():
+            r = b.wsp("peer", "list", "--json")
+            self.assertExit(r, 0)
+            return [p for p in json_out(r)["peers"]
+                    if p["peer_id"] == a.peer_id and p["state"] == "connected"]
+        wait_until(connected, timeout=30, what=f"B to connect to A\nB:\n{b.log()}")
+
+        r = b.wsp("peer", "list")
+        self.assertExit(r, 0)
+        header = r.stdout.splitlines()[0].split()
+        self.assertEqual(header[:3], ["PEER", "STATE", "VIA"])
+        self.assertIn("RECEIVED", header)
+        self.assertIn(a.peer_id, r.stdout)
+        self.assertRegex(r.stdout, r"\d+s ago|\dm ago")
+
+        task = a.create_task("reaches the member")
+        wait_until(lambda: b.request("GET", "/api/v1/tasks/" + task["id"])[0] == 200, timeout=30,
+                   what="the task to reach B")
+        r = b.wsp("sync")
+        self.assertExit(r, 0)
+        self.assertIn(a.peer_id, r.stdout)
+
+        r = b.wsp("peer", "drop", a.peer_id)
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout, f"dropped {a.peer_id}\n")
 
 
 class TestDaemonLifecycle(CliTestCase):

@@ -656,6 +656,58 @@ test_daemon_info_corrupt (Fixture *f, gconstpointer data)
     }
 }
 
+/* ---- writing one key (wsp join) ------------------------------------------------- */
+
+static void
+test_config_file_set (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  WspConfig cfg;
+  g_assert_true (wsp_config_load (&f->paths, NULL, &cfg, &error));
+  g_autofree char *project_id = g_strdup (cfg.project_id);
+  wsp_config_clear (&cfg);
+
+  /* A comment and the other keys survive; the list reads back as written. */
+  g_autofree char *before = NULL;
+  g_assert_true (g_file_get_contents (f->paths.config_path, &before, NULL, NULL));
+  g_autofree char *commented = g_strconcat ("# kept\n", before, NULL);
+  g_assert_true (g_file_set_contents (f->paths.config_path, commented, -1, NULL));
+  g_assert_true (wsp_config_file_set (&f->paths, "sync", "signal_urls",
+                                      "ws://10.0.0.1:7420/api/v1/signal,wss://[::1]:9/api/v1/signal",
+                                      &error));
+  g_assert_no_error (error);
+  g_assert_true (wsp_config_load (&f->paths, NULL, &cfg, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (cfg.project_id, ==, project_id);
+  g_assert_cmpuint (g_strv_length (cfg.signal_urls), ==, 2);
+  g_assert_cmpstr (cfg.signal_urls[0], ==, "ws://10.0.0.1:7420/api/v1/signal");
+  g_assert_cmpstr (cfg.signal_urls[1], ==, "wss://[::1]:9/api/v1/signal");
+  wsp_config_clear (&cfg);
+  g_autofree char *after = NULL;
+  g_assert_true (g_file_get_contents (f->paths.config_path, &after, NULL, NULL));
+  g_assert_nonnull (strstr (after, "# kept"));
+  g_assert_nonnull (strstr (after, "[sync]"));
+
+  /* Setting it again replaces the value. */
+  g_assert_true (wsp_config_file_set (&f->paths, "sync", "signal_urls", "ws://h:1/", &error));
+  g_assert_true (wsp_config_load (&f->paths, NULL, &cfg, &error));
+  g_assert_cmpuint (g_strv_length (cfg.signal_urls), ==, 1);
+  wsp_config_clear (&cfg);
+
+  /* A value the loader would refuse, or an unknown key, is not written. */
+  g_assert_false (wsp_config_file_set (&f->paths, "sync", "signal_urls", "http://x/", &error));
+  g_assert_error (error, WSP_ERROR, WSP_ERROR_CONFIG);
+  g_assert_true (g_str_has_prefix (error->message, "[sync] signal_urls"));
+  g_clear_error (&error);
+  g_assert_false (wsp_config_file_set (&f->paths, "sync", "nonsense", "1", &error));
+  g_assert_error (error, WSP_ERROR, WSP_ERROR_CONFIG);
+  g_clear_error (&error);
+  g_autofree char *last = NULL;
+  g_assert_true (g_file_get_contents (f->paths.config_path, &last, NULL, NULL));
+  g_assert_null (strstr (last, "http://x/"));
+  g_assert_null (strstr (last, "nonsense"));
+}
+
 /* ---- atomic write ---------------------------------------------------------------- */
 
 static void
@@ -700,6 +752,7 @@ main (int argc, char **argv)
   ADD ("/workspace/config/bad-project-id-and-file", test_config_bad_project_id);
   ADD ("/workspace/config/bad-env-names-variable", test_config_bad_env);
   ADD ("/workspace/config/bad-flags-name-flag", test_config_bad_flags);
+  ADD ("/workspace/config/file-set-keeps-rest", test_config_file_set);
   ADD ("/workspace/secrets/load", test_secrets_load);
   ADD ("/workspace/secrets/wrong-size", test_secrets_wrong_size);
   ADD ("/workspace/lock/contention-names-pid", test_lock_contention);
