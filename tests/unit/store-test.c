@@ -869,6 +869,688 @@ test_remote_cycle_reported (Fixture *f, gconstpointer data)
   remote_clear (&b);
 }
 
+/* ---- export: the runs another replica lacks (SPEC 7.3) ------------------ */
+
+/* Another replica with its own database (and a queue as deep as asked). */
+typedef struct {
+  char           *dir;
+  char           *db_path;
+  WspIdentity     id;
+  WspStore       *store;
+  WspStoreReader *reader;
+} Replica;
+
+static void
+replica_open (Replica *r, guint queue_max)
+{
+  g_autoptr (GError) error = NULL;
+  r->dir = g_dir_make_tmp ("wsp-export-XXXXXX", &error);
+  g_assert_no_error (error);
+  r->db_path = g_build_filename (r->dir, "state.db", NULL);
+  wsp_identity_generate (&r->id);
+  WspStoreOptions opts = { r->db_path, PROJECT, &r->id, queue_max };
+  r->store = wsp_store_open (&opts, &error);
+  g_assert_no_error (error);
+  r->reader = wsp_store_reader_open (r->db_path, &error);
+  g_assert_no_error (error);
+}
+
+static void
+replica_close (Replica *r)
+{
+  g_clear_pointer (&r->reader, wsp_store_reader_free);
+  g_clear_pointer (&r->store, wsp_store_free);
+  const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *p = g_build_filename (r->dir, names[i], NULL);
+      g_unlink (p);
+    }
+  g_rmdir (r->dir);
+  g_clear_pointer (&r->dir, g_free);
+  g_clear_pointer (&r->db_path, g_free);
+}
+
+static guint64
+clock_sum (const WspClock *c)
+{
+  guint64 n = 0;
+  for (guint i = 0; i < c->len; i++)
+    n += c->dots[i].seq;
+  return n;
+}
+
+static guint64
+run_first_hlc (const WspRun *run)
+{
+  gsize len;
+  const guint8 *body = g_bytes_get_data (g_ptr_array_index (run->ops, 0), &len);
+  WspOp op = { 0 };
+  g_assert_true (wsp_op_decode (body, len, run->peer, &op));
+  guint64 hlc = op.hlc;
+  wsp_op_clear (&op);
+  return hlc;
+}
+
+typedef struct {
+  guint calls;
+  guint max_runs_per_call;
+} ExportStats;
+
+/* Calls wsp_store_reader_export until *done, checking every call: sizes
+ * within bounds, at least one run unless done, each author's runs
+ * contiguous from the cursor, first ops in (hlc, peer) order. Returns all
+ * runs in order. */
+static GPtrArray *
+export_all (WspStoreReader *reader, WspExport *ex, gsize max_bytes, ExportStats *stats)
+{
+  GPtrArray *all = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+  WspClock seen;
+  wsp_clock_init (&seen);
+  wsp_export_get_clock (ex, &seen);
+  guint64 last_hlc = 0;
+  WspPeer last_peer = 0;
+  gboolean done = FALSE;
+  ExportStats st = { 0 };
+  while (!done)
+    {
+      g_autoptr (GPtrArray) runs = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+      g_autoptr (GError) error = NULL;
+      g_assert_true (wsp_store_reader_export (reader, ex, max_bytes, runs, &done, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (++st.calls, <, 200000);
+      if (!done)
+        g_assert_cmpuint (runs->len, >, 0);
+      st.max_runs_per_call = MAX (st.max_runs_per_call, runs->len);
+      gsize sum = 0;
+      for (guint i = 0; i < runs->len; i++)
+        {
+          WspRun *run = g_ptr_array_index (runs, i);
+          gsize size = wsp_run_encoded_size (run);
+          g_assert_cmpuint (run->ops->len, >, 0);
+          g_assert_cmpuint (size, <=, WSP_RUN_MAX_BYTES);
+          g_assert_true (wsp_peer_from_pk (run->pk) == run->peer);
+          sum += size;
+          /* Starts at the cursor: no gap, nothing sent twice. */
+          g_assert_cmpuint (run->from, ==, wsp_clock_get (&seen, run->peer) + 1);
+          wsp_clock_set (&seen, run->peer, run->from + run->ops->len - 1);
+          /* Picked by the smallest (hlc, peer) of a run's first op; an
+           * author's hlcs only grow, so the picks never go back. */
+          guint64 hlc = run_first_hlc (run);
+          g_assert_true (hlc > last_hlc || (hlc == last_hlc && run->peer >= last_peer));
+          last_hlc = hlc;
+          last_peer = run->peer;
+        }
+      if (runs->len > 1)
+        g_assert_cmpuint (sum, <=, max_bytes);
+      for (guint i = 0; i < runs->len; i++)
+        g_ptr_array_add (all, g_steal_pointer (&runs->pdata[i]));
+      g_ptr_array_set_size (runs, 0);
+    }
+  /* The cursor is what was sent. */
+  WspClock cursor;
+  wsp_clock_init (&cursor);
+  wsp_export_get_clock (ex, &cursor);
+  g_assert_true (wsp_clock_equal (&cursor, &seen));
+  wsp_clock_clear (&cursor);
+  wsp_clock_clear (&seen);
+  if (stats)
+    *stats = st;
+  return all;
+}
+
+static guint
+count_ops (GPtrArray *runs)
+{
+  guint n = 0;
+  for (guint i = 0; i < runs->len; i++)
+    n += ((WspRun *) g_ptr_array_index (runs, i))->ops->len;
+  return n;
+}
+
+/* Ingests every run (taken from the array) into store: each must verify. */
+static void
+ingest_all (WspStore *store, GPtrArray *runs)
+{
+  for (guint i = 0; i < runs->len; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      WspIngestStatus status = 99;
+      WspRun *run = g_steal_pointer (&runs->pdata[i]);
+      g_assert_true (wsp_store_ingest_sync (store, run, &status, NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (status, ==, WSP_INGEST_OK);
+    }
+}
+
+static void
+assert_same_clock (WspStore *a, WspStore *b)
+{
+  WspClock ca, cb;
+  wsp_clock_init (&ca);
+  wsp_clock_init (&cb);
+  wsp_store_get_clock (a, &ca);
+  wsp_store_get_clock (b, &cb);
+  g_assert_true (wsp_clock_equal (&ca, &cb));
+  wsp_clock_clear (&ca);
+  wsp_clock_clear (&cb);
+}
+
+/* A run of bodies[from-1 … to-1] of id's chain, signed by id at to (what
+ * the author itself could send). */
+static WspRun *
+signed_run (const WspIdentity *id, GPtrArray *bodies, guint64 from, guint64 to)
+{
+  WspRun *run = wsp_run_new ();
+  run->peer = id->peer;
+  memcpy (run->pk, id->pk, WSP_PK_LEN);
+  run->from = from;
+  guint8 h[WSP_HASH_LEN];
+  wsp_chain_genesis (PROJECT, id->pk, h);
+  for (guint64 s = 1; s <= to; s++)
+    {
+      GBytes *b = g_ptr_array_index (bodies, s - 1);
+      wsp_chain_next (h, g_bytes_get_data (b, NULL), g_bytes_get_size (b), h);
+      if (s >= from)
+        g_ptr_array_add (run->ops, g_bytes_ref (b));
+    }
+  wsp_head_sign (id, to, h, run->sig);
+  return run;
+}
+
+/* Local writes and two remote authors' runs on the fixture's store. */
+static void
+fill_mixed (Fixture *f, Remote *b, Remote *c)
+{
+  write_ok (f, create_write ("ws-export0001", "First"));
+  WspWrite *w = create_write ("ws-export0002", "Second");
+  w->labels_add = strs ("one", "two", "three", NULL);
+  g_assert_cmpuint (write_ok (f, w), ==, 4);      /* one signed stretch of 4 */
+  for (int i = 0; i < 5; i++)
+    g_bytes_unref (remote_op (b, i ? WSP_OP_COMMENT_ADD : WSP_OP_CREATE, "ws-exportb001", 0,
+                              i ? "comment" : "By b", NULL));
+  ingest_ok (f, remote_run (b, 1, 2), WSP_INGEST_OK);
+  ingest_ok (f, remote_run (b, 3, 5), WSP_INGEST_OK);
+  g_bytes_unref (remote_op (c, WSP_OP_CREATE, "ws-exportc001", 0, "By c", NULL));
+  g_bytes_unref (remote_op (c, WSP_OP_SET, "ws-exportc001", WSP_FIELD_TITLE, "By c, renamed", NULL));
+  ingest_ok (f, remote_run (c, 1, 2), WSP_INGEST_OK);
+  w = wsp_write_new (WSP_WRITE_COMMENT, "ws-exportb001");   /* deps on b */
+  w->comment_body = g_strdup ("seen b");
+  write_ok (f, w);
+}
+
+/* From an empty clock: every op of every author, in runs that verify, and
+ * the receiver ends with the source's clock. */
+static void
+test_export_everything (Fixture *f, gconstpointer data)
+{
+  Remote b, c;
+  remote_init (&b);
+  remote_init (&c);
+  c.hlc -= 100;   /* c's ops are older than b's */
+  fill_mixed (f, &b, &c);
+
+  WspClock src;
+  wsp_clock_init (&src);
+  wsp_store_get_clock (f->store, &src);
+  g_assert_cmpuint (clock_sum (&src), ==, 6 + 5 + 2);
+
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+  g_assert_cmpuint (count_ops (runs), ==, 13);
+  /* Merged per author (everything fits one run), oldest first. */
+  g_assert_cmpuint (runs->len, ==, 3);
+  g_assert_true (((WspRun *) runs->pdata[0])->peer == c.id.peer);
+
+  WspClock sent;
+  wsp_clock_init (&sent);
+  wsp_export_get_clock (ex, &sent);
+  g_assert_true (wsp_clock_equal (&sent, &src));
+
+  Replica dst = { 0 };
+  replica_open (&dst, 64);
+  ingest_all (dst.store, runs);
+  assert_same_clock (f->store, dst.store);
+  g_autoptr (GString) out = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  g_assert_true (wsp_store_reader_task_json (dst.reader, "ws-exportc001", out, &error));
+  g_assert_nonnull (strstr (out->str, "By c, renamed"));
+
+  /* Nothing more, and asking again sends nothing twice. */
+  g_autoptr (GPtrArray) again = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+  gboolean done = FALSE;
+  g_assert_true (wsp_store_reader_export (f->reader, ex, 65536, again, &done, &error));
+  g_assert_true (done);
+  g_assert_cmpuint (again->len, ==, 0);
+
+  replica_close (&dst);
+  wsp_clock_clear (&sent);
+  wsp_clock_clear (&src);
+  remote_clear (&b);
+  remote_clear (&c);
+}
+
+/* From a partial clock: exactly the missing ops; runs that start inside a
+ * signed stretch are accepted by a replica holding the prefix. */
+static void
+test_export_partial (Fixture *f, gconstpointer data)
+{
+  Remote b, c;
+  remote_init (&b);
+  remote_init (&c);
+  fill_mixed (f, &b, &c);   /* me: 1 | 2..5 | 6;  b: 1..2 | 3..5;  c: 1..2 */
+
+  /* Our own bodies, from a full export. */
+  g_autoptr (GPtrArray) mine = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  {
+    g_autoptr (WspExport) ex = wsp_export_new (NULL);
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, G_MAXSIZE, NULL);
+    for (guint i = 0; i < runs->len; i++)
+      {
+        WspRun *run = runs->pdata[i];
+        if (run->peer == f->id.peer)
+          for (guint j = 0; j < run->ops->len; j++)
+            g_ptr_array_add (mine, g_bytes_ref (run->ops->pdata[j]));
+      }
+  }
+  g_assert_cmpuint (mine->len, ==, 6);
+
+  /* The receiver holds me 1..3 and b 1..4 (both inside stretches here),
+   * signed by their authors, and nothing of c. */
+  Replica dst = { 0 };
+  replica_open (&dst, 64);
+  ingest_ok (&(Fixture) { .store = dst.store }, signed_run (&f->id, mine, 1, 3), WSP_INGEST_OK);
+  ingest_ok (&(Fixture) { .store = dst.store }, remote_run (&b, 1, 4), WSP_INGEST_OK);
+  WspClock have;
+  wsp_clock_init (&have);
+  wsp_store_get_clock (dst.store, &have);
+  g_assert_cmpuint (wsp_clock_get (&have, f->id.peer), ==, 3);
+  g_assert_cmpuint (wsp_clock_get (&have, b.id.peer), ==, 4);
+
+  g_autoptr (WspExport) ex = wsp_export_new (&have);
+  g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+  g_assert_cmpuint (count_ops (runs), ==, (6 - 3) + (5 - 4) + 2);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      WspRun *run = runs->pdata[i];
+      if (run->peer == f->id.peer)
+        g_assert_cmpuint (run->from, ==, 4);
+      else if (run->peer == b.id.peer)
+        g_assert_cmpuint (run->from, ==, 5);
+      else
+        g_assert_cmpuint (run->from, ==, 1);
+    }
+  ingest_all (dst.store, runs);
+  assert_same_clock (f->store, dst.store);
+
+  replica_close (&dst);
+  wsp_clock_clear (&have);
+  remote_clear (&b);
+  remote_clear (&c);
+}
+
+/* max_bytes pages the export; *done at the end; later local writes come
+ * out of the next call alone. */
+static void
+test_export_paging (Fixture *f, gconstpointer data)
+{
+  /* Many small authors (3 ops, one stretch each) and our own ops (one
+   * stretch per write). */
+  Remote rs[12];
+  for (guint i = 0; i < G_N_ELEMENTS (rs); i++)
+    {
+      remote_init (&rs[i]);
+      rs[i].hlc += i;
+      g_autofree char *task = g_strdup_printf ("ws-paging%04u", i);
+      g_bytes_unref (remote_op (&rs[i], WSP_OP_CREATE, task, 0, "Paged", NULL));
+      g_bytes_unref (remote_op (&rs[i], WSP_OP_LABEL_ADD, task, 0, "paged", NULL));
+      g_bytes_unref (remote_op (&rs[i], WSP_OP_COMMENT_ADD, task, 0, "a comment", NULL));
+      ingest_ok (f, remote_run (&rs[i], 1, 3), WSP_INGEST_OK);
+    }
+  for (guint i = 0; i < 10; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("ws-paginglc%02u", i);
+      write_ok (f, create_write (id, "Local"));
+    }
+  const guint total = 12 * 3 + 10, stretches = 12 + 10;
+
+  /* Several runs per call, never over max_bytes together. */
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  ExportStats st;
+  g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 1000, &st);
+  g_assert_cmpuint (count_ops (runs), ==, total);
+  g_assert_cmpuint (st.calls, >, 3);
+  g_assert_cmpuint (st.max_runs_per_call, >, 1);
+
+  /* max_bytes 0: one run per call, each exactly one signed stretch. */
+  wsp_export_reset (ex, NULL);
+  g_autoptr (GPtrArray) singles = export_all (f->reader, ex, 0, &st);
+  g_assert_cmpuint (count_ops (singles), ==, total);
+  g_assert_cmpuint (singles->len, ==, stretches);
+  g_assert_cmpuint (st.max_runs_per_call, ==, 1);
+
+  /* Unbounded: one run per author, all in one call. */
+  wsp_export_reset (ex, NULL);
+  g_autoptr (GPtrArray) whole = export_all (f->reader, ex, G_MAXSIZE, &st);
+  g_assert_cmpuint (whole->len, ==, 13);
+  g_assert_cmpuint (st.calls, ==, 1);
+
+  /* Caught up: nothing, done. New local writes: just those. */
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) next = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+  gboolean done = FALSE;
+  g_assert_true (wsp_store_reader_export (f->reader, ex, 1000, next, &done, &error));
+  g_assert_true (done);
+  g_assert_cmpuint (next->len, ==, 0);
+  write_ok (f, create_write ("ws-pagingnew1", "New"));
+  write_ok (f, create_write ("ws-pagingnew2", "Newer"));
+  g_assert_true (wsp_store_reader_export (f->reader, ex, 1000, next, &done, &error));
+  g_assert_no_error (error);
+  g_assert_true (done);
+  g_assert_cmpuint (next->len, ==, 1);   /* two stretches, merged */
+  WspRun *run = next->pdata[0];
+  g_assert_true (run->peer == f->id.peer);
+  g_assert_cmpuint (run->from, ==, 11);
+  g_assert_cmpuint (run->ops->len, ==, 2);
+
+  /* All of it verifies at a fresh replica. */
+  Replica dst = { 0 };
+  replica_open (&dst, 64);
+  ingest_all (dst.store, whole);
+  ingest_all (dst.store, next);
+  assert_same_clock (f->store, dst.store);
+  replica_close (&dst);
+  for (guint i = 0; i < G_N_ELEMENTS (rs); i++)
+    remote_clear (&rs[i]);
+}
+
+/* reset and advance move the cursor; ops that are not applied, or applied
+ * but not covered by a signed head held here, are not exported. */
+static void
+test_export_cursor_and_unsigned (Fixture *f, gconstpointer data)
+{
+  Remote b, c;
+  remote_init (&b);
+  remote_init (&c);
+  g_bytes_unref (remote_op (&c, WSP_OP_CREATE, "ws-cursorc001", 0, "By c", NULL));
+  b.hlc = MAX (b.hlc, c.hlc);
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-cursorb001", 0, "By b", NULL));
+  WspDot dep = { c.id.peer, 1 };
+  g_bytes_unref (remote_op (&b, WSP_OP_SET, "ws-cursorc001", WSP_FIELD_TITLE, "b edits c", &dep));
+  g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-cursorb001", 0, "more", NULL));
+  /* b 1..3 signed only at 3: op 1 is applied, 2..3 wait for c's op. */
+  ingest_ok (f, remote_run (&b, 1, 3), WSP_INGEST_OK);
+  write_ok (f, create_write ("ws-cursorme01", "Mine"));
+  WspClock src;
+  wsp_clock_init (&src);
+  wsp_store_get_clock (f->store, &src);
+  g_assert_cmpuint (wsp_clock_get (&src, b.id.peer), ==, 1);
+
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  {
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+    g_assert_cmpuint (runs->len, ==, 1);   /* ours only: b's op 1 has no head of its own */
+    g_assert_true (((WspRun *) runs->pdata[0])->peer == f->id.peer);
+  }
+  /* c arrives: b 2..3 are applied, and the head at 3 covers 1..3. */
+  ingest_ok (f, remote_run (&c, 1, 1), WSP_INGEST_OK);
+  {
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+    g_assert_cmpuint (count_ops (runs), ==, 1 + 3);
+  }
+  WspClock got;
+  wsp_clock_init (&got);
+  wsp_export_get_clock (ex, &got);
+  wsp_clock_clear (&src);
+  wsp_store_get_clock (f->store, &src);
+  g_assert_true (wsp_clock_equal (&got, &src));
+
+  /* reset: exactly the given clock, backwards included. */
+  WspClock req;
+  wsp_clock_init (&req);
+  wsp_clock_set (&req, b.id.peer, 1);
+  wsp_export_reset (ex, &req);
+  wsp_export_get_clock (ex, &got);
+  g_assert_true (wsp_clock_equal (&got, &req));
+  {
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+    g_assert_cmpuint (count_ops (runs), ==, 1 + 2 + 1);   /* me 1, b 2..3 (a suffix), c 1 */
+  }
+
+  /* advance: entrywise max, never backwards. */
+  wsp_export_reset (ex, &req);            /* b: 1 */
+  WspClock ack;
+  wsp_clock_init (&ack);
+  wsp_clock_set (&ack, b.id.peer, 0);
+  wsp_clock_set (&ack, c.id.peer, 1);
+  wsp_export_advance (ex, &ack);          /* b stays 1, c: 1 */
+  wsp_clock_set (&ack, b.id.peer, 2);
+  wsp_export_advance (ex, &ack);          /* b: 2 */
+  wsp_clock_set (&ack, b.id.peer, 1);
+  wsp_export_advance (ex, &ack);          /* b stays 2 */
+  wsp_export_get_clock (ex, &got);
+  g_assert_cmpuint (wsp_clock_get (&got, b.id.peer), ==, 2);
+  g_assert_cmpuint (wsp_clock_get (&got, c.id.peer), ==, 1);
+  g_assert_cmpuint (wsp_clock_get (&got, f->id.peer), ==, 0);
+  {
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+    g_assert_cmpuint (count_ops (runs), ==, 1 + 1);   /* me 1, b 3 */
+  }
+  /* Past what we hold: nothing of ours, even once we write more. */
+  wsp_clock_set (&ack, f->id.peer, 100);
+  wsp_export_advance (ex, &ack);
+  write_ok (f, create_write ("ws-cursorme02", "Mine too"));
+  {
+    g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+    g_assert_cmpuint (runs->len, ==, 0);
+  }
+  wsp_clock_clear (&ack);
+  wsp_clock_clear (&req);
+  wsp_clock_clear (&got);
+  wsp_clock_clear (&src);
+  remote_clear (&b);
+  remote_clear (&c);
+}
+
+/* Signed stretches are never split, and merged only within 61,440 bytes:
+ * three ~35 KB stretches go as three runs whatever max_bytes is; a cursor
+ * inside one gives its suffix alone. */
+static void
+test_export_stretches_not_split (Fixture *f, gconstpointer data)
+{
+  Remote b;
+  remote_init (&b);
+  g_autofree char *text = g_strnfill (3500, 'q');
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-stretch001", 0, "Stretches", NULL));
+  for (guint i = 1; i < 30; i++)
+    g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-stretch001", 0, text, NULL));
+  for (guint from = 1; from <= 30; from += 10)
+    ingest_ok (f, remote_run (&b, from, from + 9), WSP_INGEST_OK);
+
+  const gsize budgets[] = { 0, 40000, WSP_RUN_MAX_BYTES, 65536, G_MAXSIZE };
+  for (gsize i = 0; i < G_N_ELEMENTS (budgets); i++)
+    {
+      g_autoptr (WspExport) ex = wsp_export_new (NULL);
+      g_autoptr (GPtrArray) runs = export_all (f->reader, ex, budgets[i], NULL);
+      g_assert_cmpuint (runs->len, ==, 3);
+      for (guint j = 0; j < 3; j++)
+        {
+          WspRun *run = runs->pdata[j];
+          g_assert_cmpuint (run->from, ==, 1 + 10 * j);
+          g_assert_cmpuint (run->ops->len, ==, 10);
+          g_assert_cmpuint (wsp_run_encoded_size (run), >, 30000);
+        }
+    }
+
+  /* From 12: the suffix 13..20 (~28 KB) and 21..30 (~35 KB) do not fit
+   * one run together. */
+  WspClock have;
+  wsp_clock_init (&have);
+  wsp_clock_set (&have, b.id.peer, 12);
+  g_autoptr (WspExport) ex = wsp_export_new (&have);
+  g_autoptr (GPtrArray) runs = export_all (f->reader, ex, G_MAXSIZE, NULL);
+  g_assert_cmpuint (runs->len, ==, 2);
+  g_assert_cmpuint (((WspRun *) runs->pdata[0])->from, ==, 13);
+  g_assert_cmpuint (((WspRun *) runs->pdata[0])->ops->len, ==, 8);
+  g_assert_cmpuint (((WspRun *) runs->pdata[1])->from, ==, 21);
+  /* From 14: 15..20 (~21 KB) and 21..30 do, and are merged. */
+  wsp_clock_set (&have, b.id.peer, 14);
+  wsp_export_reset (ex, &have);
+  g_autoptr (GPtrArray) merged = export_all (f->reader, ex, G_MAXSIZE, NULL);
+  g_assert_cmpuint (merged->len, ==, 1);
+  g_assert_cmpuint (((WspRun *) merged->pdata[0])->from, ==, 15);
+  g_assert_cmpuint (((WspRun *) merged->pdata[0])->ops->len, ==, 16);
+
+  /* The suffixes verify at a replica holding the prefix. */
+  Replica dst = { 0 };
+  replica_open (&dst, 64);
+  ingest_ok (&(Fixture) { .store = dst.store }, remote_run (&b, 1, 12), WSP_INGEST_OK);
+  ingest_all (dst.store, runs);
+  assert_same_clock (f->store, dst.store);
+  replica_close (&dst);
+  replica_open (&dst, 64);
+  ingest_ok (&(Fixture) { .store = dst.store }, remote_run (&b, 1, 14), WSP_INGEST_OK);
+  ingest_all (dst.store, merged);
+  assert_same_clock (f->store, dst.store);
+  replica_close (&dst);
+  wsp_clock_clear (&have);
+  remote_clear (&b);
+}
+
+/* A stretch some signer let grow past 61,440 bytes cannot be sent to
+ * anyone: that author stops there, with one warning; others go on. */
+static void
+test_export_oversized_stretch (Fixture *f, gconstpointer data)
+{
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      g_test_trap_assert_stderr ("*does not fit one run*");
+      g_test_trap_assert_stderr_unmatched ("*does not fit one run*does not fit one run*");
+      return;
+    }
+  g_log_set_always_fatal (G_LOG_LEVEL_ERROR);   /* the warning is expected */
+  Remote b, c;
+  remote_init (&b);
+  remote_init (&c);
+  g_autofree char *big = g_strnfill (35000, 'z');
+  g_bytes_unref (remote_op (&b, WSP_OP_CREATE, "ws-oversize01", 0, "Big", NULL));
+  g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-oversize01", 0, big, NULL));
+  g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-oversize01", 0, big, NULL));
+  g_bytes_unref (remote_op (&b, WSP_OP_COMMENT_ADD, "ws-oversize01", 0, "small", NULL));
+  ingest_ok (f, remote_run (&b, 1, 1), WSP_INGEST_OK);
+  ingest_ok (f, remote_run (&b, 2, 3), WSP_INGEST_OK);   /* ~70 KB under one head */
+  ingest_ok (f, remote_run (&b, 4, 4), WSP_INGEST_OK);
+  g_bytes_unref (remote_op (&c, WSP_OP_CREATE, "ws-oversize02", 0, "Fine", NULL));
+  ingest_ok (f, remote_run (&c, 1, 1), WSP_INGEST_OK);
+
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  for (int round = 0; round < 2; round++)
+    {
+      g_autoptr (GPtrArray) runs = export_all (f->reader, ex, 65536, NULL);
+      g_assert_cmpuint (count_ops (runs), ==, round ? 0 : 2);   /* b 1, c 1 */
+    }
+  WspClock got;
+  wsp_clock_init (&got);
+  wsp_export_get_clock (ex, &got);
+  g_assert_cmpuint (wsp_clock_get (&got, b.id.peer), ==, 1);
+  wsp_clock_clear (&got);
+  remote_clear (&b);
+  remote_clear (&c);
+}
+
+typedef struct {
+  GMutex mutex;
+  GCond  cond;
+  guint  in_flight;
+  guint  failed;
+} Flight;
+
+static void
+on_flight_done (const WspWriteResult *r, gpointer data)
+{
+  Flight *fl = data;
+  g_mutex_lock (&fl->mutex);
+  fl->in_flight--;
+  if (r->error)
+    fl->failed++;
+  g_cond_signal (&fl->cond);
+  g_mutex_unlock (&fl->mutex);
+}
+
+/* n task creates (one op each), pipelined so that they batch. */
+static void
+write_many (WspStore *store, const char *prefix, guint n)
+{
+  Flight fl = { 0 };
+  g_mutex_init (&fl.mutex);
+  g_cond_init (&fl.cond);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("%s%08u", prefix, i);
+      g_autofree char *title = g_strdup_printf ("Exported task number %u", i);
+      g_mutex_lock (&fl.mutex);
+      while (fl.in_flight >= 512)
+        g_cond_wait (&fl.cond, &fl.mutex);
+      fl.in_flight++;
+      g_mutex_unlock (&fl.mutex);
+      g_autoptr (GError) error = NULL;
+      g_assert_true (wsp_store_submit (store, create_write (id, title), on_flight_done, &fl, &error));
+    }
+  g_mutex_lock (&fl.mutex);
+  while (fl.in_flight)
+    g_cond_wait (&fl.cond, &fl.mutex);
+  g_mutex_unlock (&fl.mutex);
+  g_assert_cmpuint (fl.failed, ==, 0);
+  g_mutex_clear (&fl.mutex);
+  g_cond_clear (&fl.cond);
+}
+
+/* 20,000 local ops round-trip into another replica in runs of at most
+ * 61,440 bytes; the export is timed. */
+static void
+test_export_large (Fixture *f, gconstpointer data)
+{
+  const guint n = 20000;
+  Replica src = { 0 }, dst = { 0 };
+  replica_open (&src, 4096);
+  replica_open (&dst, 4096);
+  write_many (src.store, "ws-", n);
+
+  /* Catch-up as peer sync does it: one message's worth per call. */
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  ExportStats st;
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (GPtrArray) runs = export_all (src.reader, ex, WSP_RUN_MAX_BYTES, &st);
+  gint64 t1 = g_get_monotonic_time ();
+  g_assert_cmpuint (count_ops (runs), ==, n);
+  /* And everything in one call. */
+  wsp_export_reset (ex, NULL);
+  g_autoptr (GPtrArray) all = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+  gboolean done = FALSE;
+  g_autoptr (GError) error = NULL;
+  gint64 t2 = g_get_monotonic_time ();
+  g_assert_true (wsp_store_reader_export (src.reader, ex, G_MAXSIZE, all, &done, &error));
+  gint64 t3 = g_get_monotonic_time ();
+  g_assert_no_error (error);
+  g_assert_true (done);
+  g_assert_cmpuint (count_ops (all), ==, n);
+  g_assert_cmpuint (all->len, ==, runs->len);
+  gsize bytes = 0;
+  for (guint i = 0; i < runs->len; i++)
+    bytes += wsp_run_encoded_size (runs->pdata[i]);
+  g_test_message ("export of %u ops (%" G_GSIZE_FORMAT " bytes in %u runs): %.1f ms in %u calls of <= %d bytes,"
+                  " %.1f ms in one call", n, bytes, runs->len, (double) (t1 - t0) / 1000.0, st.calls,
+                  WSP_RUN_MAX_BYTES, (double) (t3 - t2) / 1000.0);
+
+  ingest_all (dst.store, runs);
+  assert_same_clock (src.store, dst.store);
+  g_assert_cmpint (wsp_store_reader_count_tasks (dst.reader), ==, n);
+  replica_close (&dst);
+  replica_close (&src);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -895,6 +1577,13 @@ main (int argc, char **argv)
   ADD ("ingest-gap-and-causal-wait", test_ingest_gap_and_causal_wait);
   ADD ("concurrent-title-conflict", test_concurrent_title_conflict);
   ADD ("remote-cycle-reported", test_remote_cycle_reported);
+  ADD ("export/everything", test_export_everything);
+  ADD ("export/partial", test_export_partial);
+  ADD ("export/paging", test_export_paging);
+  ADD ("export/cursor-and-unsigned", test_export_cursor_and_unsigned);
+  ADD ("export/stretches-not-split", test_export_stretches_not_split);
+  ADD ("export/oversized-stretch", test_export_oversized_stretch);
+  ADD ("export/large", test_export_large);
 #undef ADD
   return g_test_run ();
 }
