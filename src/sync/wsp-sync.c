@@ -616,6 +616,9 @@ session_ingest (Session *s, WspMsg *m)
       /* The sender holds these: never send them back. */
       WspDot dot = { run->peer, run->from + run->ops->len - 1 };
       wsp_clock_merge (&s->known, &dot, 1);
+      g_mutex_lock (&sync->lock);
+      wsp_clock_merge (&s->link->remote_clock, &dot, 1);
+      g_mutex_unlock (&sync->lock);
       IngestResult *r = g_new0 (IngestResult, 1);
       r->sync = sync;
       r->session_id = s->id;
@@ -785,7 +788,7 @@ session_on_message (Session *s, GBytes *data)
       session_ingest (s, &m);
       break;
     case WSP_MSG_ACK:
-      link_note_clock (s->link, &m.ack.clock, TRUE);
+      link_note_clock (s->link, &m.ack.clock, FALSE);   /* applied clocks only grow */
       wsp_clock_merge (&s->known, m.ack.clock.dots, m.ack.clock.len);
       break;
     case WSP_MSG_PING:
@@ -819,6 +822,7 @@ on_local_description (WspRtc *rtc, const char *type, const char *sdp, gpointer d
   if (!wsp_signal_hub_send (s->link->sync->hub, &m, &error))
     slog (G_LOG_LEVEL_INFO, s->link, "cannot send our %s: %s", type, error->message);
   wsp_signal_msg_clear (&m);
+  slog (G_LOG_LEVEL_DEBUG, s->link, "sent our %s", type);
   session_try_auth (s);
 }
 
@@ -914,6 +918,7 @@ session_new (Link *link, gboolean offerer, GError **error)
     }
   g_hash_table_insert (sync->sessions, &s->id, s);
   link->session = s;
+  slog (G_LOG_LEVEL_DEBUG, link, "new connection, %s", offerer ? "offering" : "answering");
   link_set_state (link, LINK_CONNECTING);
   s->connect_source = g_timeout_add (WSP_SYNC_CONNECT_MS, on_connect_timeout, s);
 
