@@ -377,13 +377,15 @@ def sync_pair(args, n_tasks, n_edits):
             text = f.read()
         with open(cfg, "w") as f:
             f.write(re.sub(r"^id.*\n", pid_line, text, count=1, flags=re.M))
-        for name in ("project.secret", "state.db"):
+        for name in ("project.secret", "state.db") if n_tasks else ("project.secret",):
             shutil.copy(os.path.join(a.dir, ".workspace", ".wsp", name), os.path.join(b.dir, ".workspace", ".wsp", name))
         t0 = time.monotonic()
         for ws, seed in ((a, 1), (b, 2)):
-            subprocess.run([os.path.join(args.build, "bench", "store-bench"), "edit", ws.dir, str(n_edits),
-                            str(n_tasks), str(seed)], check=True)
-        log(f"{n_edits} offline edits on each side in {time.monotonic() - t0:.1f} s")
+            if n_edits:
+                subprocess.run([os.path.join(args.build, "bench", "store-bench"), "edit", ws.dir, str(n_edits),
+                                str(n_tasks), str(seed)], check=True)
+        if n_edits:
+            log(f"{n_edits} offline edits on each side in {time.monotonic() - t0:.1f} s")
         for ws, extra in ((a, ["--peer-listen", "127.0.0.1:0"]), (b, [])):
             log_path = os.path.join(ws.dir, "wspd.log")
             with open(log_path, "w") as logf:
@@ -393,6 +395,10 @@ def sync_pair(args, n_tasks, n_edits):
                                            stdout=subprocess.DEVNULL, stderr=logf)
             procs.append(ws.proc)
             wait_reconciled(ws, log_path)   # every task file written: the daemon is idle
+            while not os.path.exists(ws.info_path):
+                time.sleep(0.001)
+            while "WebRTC ready" not in open(log_path).read():   # the DTLS certificate exists
+                time.sleep(0.005)
             with open(ws.info_path) as f:
                 info = json.load(f)
             ws.url, ws.peer_url, ws.peer_id = info["url"], info.get("peer_url"), info["peer_id"]
@@ -405,7 +411,7 @@ def sync_pair(args, n_tasks, n_edits):
 
         perf = None
         if os.environ.get("BENCH_PERF"):   # profile B while it syncs
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["BENCH_PERF"], "-p", str(b.proc.pid)],
+            perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "1000", "-o", os.environ["BENCH_PERF"], "-p", str(b.proc.pid)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         t0 = time.monotonic()
@@ -454,8 +460,10 @@ def sync_pair(args, n_tasks, n_edits):
 
 
 def bench_sync(args):
-    setup, conv, ab, ba, rss = sync_pair(args, 10000, 50000)
-    figure("sync.setup_ms", f"{setup:.0f}", "ms")
+    setups = [sync_pair(args, 0, 0)[0] for _ in range(5)]
+    log("setup ms, five fresh pairs: " + ", ".join(f"{t:.0f}" for t in setups))
+    _, conv, ab, ba, rss = sync_pair(args, 10000, 50000)
+    figure("sync.setup_ms", f"{statistics.median(setups):.0f}", "ms")
     figure("sync.converge_ms", f"{conv:.0f}", "ms")
     figure("sync.bytes_a_to_b", f"{ab}", "bytes")
     figure("sync.bytes_b_to_a", f"{ba}", "bytes")

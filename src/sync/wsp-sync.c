@@ -165,6 +165,7 @@ struct _WspSync {
 };
 
 static void session_close (Session *s, const char *why, gboolean retry);
+static void session_begin (Session *s);
 static void session_pump (Session *s);
 static void link_schedule_retry (Link *link);
 static void link_start_offer (Link *link);
@@ -918,11 +919,21 @@ session_new (Link *link, gboolean offerer, GError **error)
     }
   g_hash_table_insert (sync->sessions, &s->id, s);
   link->session = s;
-  slog (G_LOG_LEVEL_DEBUG, link, "new connection, %s", offerer ? "offering" : "answering");
+  slog (G_LOG_LEVEL_DEBUG, link, "new connection, %s", offerer ? "offering" : "ready to answer");
   link_set_state (link, LINK_CONNECTING);
-  s->connect_source = g_timeout_add (WSP_SYNC_CONNECT_MS, on_connect_timeout, s);
+  if (offerer)
+    session_begin (s);
+  return s;
+}
 
-  /* hello goes first, even before the channel reports open. */
+/* The attempt starts: the offerer at once, an answerer made ahead of time
+ * (see on_peer_online) when the offer arrives. hello goes first, even
+ * before the channel reports open, with our clock as of now. */
+static void
+session_begin (Session *s)
+{
+  WspSync *sync = s->link->sync;
+  s->connect_source = g_timeout_add (WSP_SYNC_CONNECT_MS, on_connect_timeout, s);
   WspMsg m;
   wsp_msg_init (&m, WSP_MSG_HELLO);
   m.hello.v = WSP_WIRE_VERSION;
@@ -934,7 +945,6 @@ session_new (Link *link, gboolean offerer, GError **error)
   wsp_store_get_clock (sync->store, &m.hello.clock);
   session_send (s, &m);
   wsp_msg_clear (&m);
-  return s;
 }
 
 /* Ends the session. retry: schedule the next attempt (the offerer's job). */
@@ -998,6 +1008,19 @@ link_start_offer (Link *link)
 
 /* ---- signaling --------------------------------------------------------------------- */
 
+/* The other side offers: build our end now (~20 ms of webrtcbin set-up)
+ * while its offer is being made, rather than after it arrives. */
+static void
+link_prepare_answer (Link *link)
+{
+  g_autoptr (GError) error = NULL;
+  if (!session_new (link, FALSE, &error))
+    {
+      slog (G_LOG_LEVEL_DEBUG, link, "cannot prepare an answer yet: %s", error->message);
+      link_set_state (link, LINK_CONNECTING);
+    }
+}
+
 static void
 on_peer_online (WspSignalHub *hub, WspPeer peer, WspSignalVia via, gpointer data)
 {
@@ -1020,7 +1043,7 @@ on_peer_online (WspSignalHub *hub, WspPeer peer, WspSignalVia via, gpointer data
       link_start_offer (link);
     }
   else
-    link_set_state (link, LINK_CONNECTING);   /* its offer is coming */
+    link_prepare_answer (link);   /* its offer is coming */
 }
 
 static void
@@ -1077,10 +1100,15 @@ on_signal_message (WspSignalHub *hub, const WspSignalMsg *msg, gpointer data)
           slog (G_LOG_LEVEL_DEBUG, link, "both offered; ours wins (smaller id)");
           return;
         }
-      if (s)
-        session_close (s, "replaced by a new offer", FALSE);
+      /* A prepared answerer that has not been used takes it; anything
+       * else is replaced (SPEC 7.1). */
+      if (s && (s->offerer || s->described))
+        {
+          session_close (s, "replaced by a new offer", FALSE);
+          s = NULL;
+        }
       g_clear_handle_id (&link->retry_source, g_source_remove);
-      if (!(s = session_new (link, FALSE, &error)))
+      if (!s && !(s = session_new (link, FALSE, &error)))
         {
           slog (G_LOG_LEVEL_WARNING, link, "cannot answer: %s", error->message);
           link_set_error (link, error->message);
@@ -1093,6 +1121,7 @@ on_signal_message (WspSignalHub *hub, const WspSignalMsg *msg, gpointer data)
           return;
         }
       s->described = TRUE;
+      session_begin (s);
       break;
     case WSP_SIGNAL_ANSWER:
       if (!s || !s->offerer || s->described)
@@ -1258,7 +1287,16 @@ connect_main (gpointer data)
   WspSync *sync = r->sync;
   if (sync->stopped)
     return G_SOURCE_REMOVE;
-  g_hash_table_remove_all (sync->dropped);
+  /* A connect forgives every drop: peers still reachable come back now. */
+  GList *dropped = g_hash_table_get_keys (sync->dropped);
+  g_hash_table_steal_all (sync->dropped);
+  for (GList *l = dropped; l; l = l->next)
+    {
+      WspSignalVia via;
+      if (wsp_signal_hub_is_online (sync->hub, *(WspPeer *) l->data, &via))
+        on_peer_online (sync->hub, *(WspPeer *) l->data, via, sync);
+    }
+  g_list_free_full (dropped, g_free);
   if (r->is_new)
     {
       urls_save (sync, r->url);
@@ -1309,7 +1347,10 @@ static gpointer
 warm_up_thread (gpointer data)
 {
   (void) data;
+  gint64 t0 = g_get_monotonic_time ();
   wsp_rtc_warm_up ();
+  g_autofree char *ms = g_strdup_printf ("%.1f", (g_get_monotonic_time () - t0) / 1000.0);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MS", ms, "MESSAGE", "WebRTC ready");
   return NULL;
 }
 
