@@ -360,32 +360,52 @@ def vm_hwm_mib(pid):
     return 0
 
 
+def prepare_pair(args, a, b, n_tasks, n_edits):
+    """B joins A's project with A's tasks (same id and secret, a copy of A's
+    store; B keeps its own identity); then each makes n_edits offline."""
+    with open(os.path.join(a.dir, ".workspace", "config")) as f:
+        pid_line = next(l for l in f if l.startswith("id"))
+    cfg = os.path.join(b.dir, ".workspace", "config")
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write(re.sub(r"^id.*\n", pid_line, text, count=1, flags=re.M))
+    for name in ("project.secret", "state.db") if n_tasks else ("project.secret",):
+        shutil.copy(os.path.join(a.dir, ".workspace", ".wsp", name), os.path.join(b.dir, ".workspace", ".wsp", name))
+    t0 = time.monotonic()
+    for ws, seed in ((a, 1), (b, 2)):
+        if n_edits:
+            subprocess.run([os.path.join(args.build, "bench", "store-bench"), "edit", ws.dir, str(n_edits),
+                            str(n_tasks), str(seed)], check=True)
+    if n_edits:
+        log(f"{n_edits} offline edits on each side in {time.monotonic() - t0:.1f} s")
+
+
 def sync_pair(args, n_tasks, n_edits):
     """Two daemons of one project holding the same n_tasks tasks; offline,
     each makes n_edits random edits; then B connects to A. Returns
     (setup_ms, converge_ms, bytes a->b, bytes b->a, peak rss MiB)."""
-    a = Workspace(args.build, n_tasks)
+    # BENCH_SNAPSHOT=DIR keeps the prepared pair (stores, identities) there
+    # and reuses it on the next run: for profiling the sync alone.
+    snap = os.environ.get("BENCH_SNAPSHOT")
+    snap = os.path.join(snap, f"{n_tasks}-{n_edits}") if snap and n_edits else None
+    reuse = snap and os.path.isdir(snap)
+    a = Workspace(args.build, 0 if reuse else n_tasks)
     b = Workspace(args.build, 0)
     procs = []
     try:
-        # B joins A's project with A's tasks: same id and secret, a copy of
-        # A's store (B keeps its own identity).
-        with open(os.path.join(a.dir, ".workspace", "config")) as f:
-            pid_line = next(l for l in f if l.startswith("id"))
-        cfg = os.path.join(b.dir, ".workspace", "config")
-        with open(cfg) as f:
-            text = f.read()
-        with open(cfg, "w") as f:
-            f.write(re.sub(r"^id.*\n", pid_line, text, count=1, flags=re.M))
-        for name in ("project.secret", "state.db") if n_tasks else ("project.secret",):
-            shutil.copy(os.path.join(a.dir, ".workspace", ".wsp", name), os.path.join(b.dir, ".workspace", ".wsp", name))
-        t0 = time.monotonic()
-        for ws, seed in ((a, 1), (b, 2)):
-            if n_edits:
-                subprocess.run([os.path.join(args.build, "bench", "store-bench"), "edit", ws.dir, str(n_edits),
-                                str(n_tasks), str(seed)], check=True)
-        if n_edits:
-            log(f"{n_edits} offline edits on each side in {time.monotonic() - t0:.1f} s")
+        if reuse:
+            for ws, side in ((a, "a"), (b, "b")):
+                shutil.rmtree(os.path.join(ws.dir, ".workspace"))
+                shutil.copytree(os.path.join(snap, side), os.path.join(ws.dir, ".workspace"))
+                with open(os.path.join(ws.dir, ".workspace", ".wsp", "token")) as f:
+                    ws.token = f.read().strip()
+            log(f"reusing the pair in {snap}")
+        else:
+            prepare_pair(args, a, b, n_tasks, n_edits)
+            if snap:
+                for ws, side in ((a, "a"), (b, "b")):
+                    shutil.copytree(os.path.join(ws.dir, ".workspace"), os.path.join(snap, side))
         for ws, extra in ((a, ["--peer-listen", "127.0.0.1:0"]), (b, [])):
             log_path = os.path.join(ws.dir, "wspd.log")
             with open(log_path, "w") as logf:

@@ -57,8 +57,12 @@
 #define WSP_SYNC_BACKOFF_MIN_MS   500
 #define WSP_SYNC_BACKOFF_MAX_MS   30000
 #define WSP_SYNC_CHUNK_BYTES      (1024 * 1024)   /* runs per worker chunk */
+/* Ops sent and not yet acked: the sender waits above this, so a receiver
+ * that applies slower than the wire delivers holds a bounded backlog. */
+#define WSP_SYNC_WINDOW_OPS       65536
 #define WSP_SYNC_REQ_MIN_MS       500      /* at most one req per this */
-#define WSP_SYNC_STOP_MS          2000     /* shutdown waits this long for teardown */
+#define WSP_SYNC_STOP_MS          2500     /* shutdown waits this long for teardown */
+#define WSP_SYNC_ERR_GRACE_MS     1000     /* after our err, the peer's close is awaited this long */
 /* An ops message's bytes other than its runs: map, "t":"ops", "runs",
  * array header (≤ 3), "clock":{} — rounded up. */
 #define WSP_SYNC_OPS_OVERHEAD     32
@@ -92,6 +96,7 @@ struct _Link {
   guint     retry_source;
   guint     backoff_ms;
   gboolean  online;           /* reachable by signaling now */
+  gboolean  removed;          /* dropped: out of the table, freed with its session */
   /* Read by the HTTP thread: under sync->lock. */
   LinkState state;
   gboolean  has_via;
@@ -124,6 +129,7 @@ struct _Session {
   gboolean  reset_pending;    /* a req arrived while busy */
   WspClock  reset_clock;
   WspClock  known;            /* ops the peer has (hello, ack, runs it sent) */
+  WspClock  acked;            /* the peer's applied clock (hello, ack, req) */
   /* ingest */
   guint     ingest_inflight;
   gboolean  need_req;
@@ -134,6 +140,12 @@ struct _Session {
   guint     connect_source;
   guint64   ping_n;
   guint     pings_unanswered;
+  /* After our err: wait for the peer to close (it must, SPEC 7.2), so the
+   * err is not lost in a close racing it; closed anyway after a grace. */
+  gboolean  failing;
+  gboolean  fail_retry;
+  char     *fail_why;
+  guint     fail_source;
 };
 
 struct _WspSync {
@@ -365,19 +377,47 @@ session_send_clock (Session *s, WspMsgType type)
   wsp_msg_clear (&m);
 }
 
-/* Sends err and closes (no retry for our own protocol decisions about the
- * other side; a retry would meet the same answer). */
+static gboolean
+on_fail_grace (gpointer data)
+{
+  Session *s = data;
+  s->fail_source = 0;
+  session_close (s, s->fail_why, s->fail_retry);
+  return G_SOURCE_REMOVE;
+}
+
+/* Sends err and ends the session: nothing more is sent or accepted, and
+ * the channel closes when the peer closes it after reading the err (or
+ * after WSP_SYNC_ERR_GRACE_MS). Closing at once could lose the err: with
+ * webrtcbin a message sent just before a close is sometimes dropped.
+ * retry is FALSE for our own protocol decisions about the other side (a
+ * retry would meet the same answer). */
 static void
 session_fail (Session *s, WspWireError code, const char *text, gboolean retry)
 {
+  if (s->failing)
+    return;
   WspMsg m;
   wsp_msg_init (&m, WSP_MSG_ERR);
   m.err.code = g_strdup (wsp_wire_error_to_string (code));
   m.err.msg = g_strdup (text);
-  session_send (s, &m);
+  gboolean sent = session_send (s, &m);
   wsp_msg_clear (&m);
   g_autofree char *why = g_strdup_printf ("%s: %s", wsp_wire_error_to_string (code), text);
-  session_close (s, why, retry);
+  if (!sent)
+    {
+      session_close (s, why, retry);
+      return;
+    }
+  s->failing = TRUE;
+  s->fail_retry = retry;
+  s->fail_why = g_steal_pointer (&why);
+  s->authenticated = FALSE;   /* nothing more goes out */
+  g_clear_handle_id (&s->ack_source, g_source_remove);
+  g_clear_handle_id (&s->ping_source, g_source_remove);
+  g_clear_handle_id (&s->connect_source, g_source_remove);
+  s->fail_source = g_timeout_add (WSP_SYNC_ERR_GRACE_MS, on_fail_grace, s);
+  link_set_error (s->link, s->fail_why);
 }
 
 /* ---- export (worker thread) ------------------------------------------------- */
@@ -472,6 +512,8 @@ export_done (gpointer data)
     return G_SOURCE_REMOVE;   /* the session went; export_job_free cleans up */
   s->export_busy = FALSE;
   s->export = g_steal_pointer (&job->export);
+  if (s->failing)
+    return G_SOURCE_REMOVE;
   if (job->error)
     {
       slog (G_LOG_LEVEL_WARNING, s->link, "reading ops to send failed: %s", job->error->message);
@@ -499,19 +541,39 @@ export_done (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Starts the next chunk if one is wanted, the session is authenticated and
- * the channel can take more. */
+/* Ops we sent that the peer has not acked as applied. */
+static guint64
+session_unacked (Session *s)
+{
+  WspClock sent;
+  wsp_clock_init (&sent);
+  wsp_export_get_clock (s->export, &sent);
+  guint64 n = 0;
+  for (guint i = 0; i < sent.len; i++)
+    {
+      guint64 acked = wsp_clock_get (&s->acked, sent.dots[i].peer);
+      if (sent.dots[i].seq > acked)
+        n += sent.dots[i].seq - acked;
+    }
+  wsp_clock_clear (&sent);
+  return n;
+}
+
+/* Starts the next chunk if one is wanted, the session is authenticated,
+ * the channel can take more and the peer is not too far behind in acks. */
 static void
 session_pump (Session *s)
 {
   WspSync *sync = s->link->sync;
-  if (!s->authenticated || s->export_busy || !s->export_wanted || sync->stopped)
+  if (!s->authenticated || s->failing || s->export_busy || !s->export_wanted || sync->stopped)
     return;
   if (!wsp_rtc_is_writable (s->rtc))
     return;   /* writable() calls us again */
+  wsp_export_advance (s->export, &s->known);
+  if (session_unacked (s) >= WSP_SYNC_WINDOW_OPS)
+    return;   /* the next ack calls us again */
   s->export_wanted = FALSE;
   s->export_busy = TRUE;
-  wsp_export_advance (s->export, &s->known);
   ExportJob *job = g_new0 (ExportJob, 1);
   job->sync = sync;
   job->session_id = s->id;
@@ -566,6 +628,8 @@ ingest_done_main (gpointer data)
   if (!s)
     return G_SOURCE_REMOVE;
   s->ingest_inflight--;
+  if (s->failing)
+    return G_SOURCE_REMOVE;
   if (r->error)
     {
       if (g_error_matches (r->error, WSP_ERROR, WSP_ERROR_CORRUPT))
@@ -584,7 +648,9 @@ ingest_done_main (gpointer data)
     }
   if (r->status == WSP_INGEST_GAP)
     s->need_req = TRUE;
-  if (r->n_applied && !s->ack_source)
+  /* Ack even when nothing was new (duplicates relayed by another path):
+   * the sender learns our clock either way. */
+  if (!s->ack_source)
     s->ack_source = g_timeout_add (WSP_SYNC_ACK_MS, on_ack_timer, s);
   session_maybe_req (s);
   return G_SOURCE_REMOVE;
@@ -698,6 +764,7 @@ session_on_hello (Session *s, WspMsg *m)
   memcpy (s->remote_pk, m->hello.pk, WSP_PK_LEN);
   memcpy (s->remote_nonce, m->hello.nonce, WSP_WIRE_NONCE_LEN);
   wsp_clock_merge (&s->known, m->hello.clock.dots, m->hello.clock.len);
+  wsp_clock_merge (&s->acked, m->hello.clock.dots, m->hello.clock.len);
   link_note_clock (s->link, &m->hello.clock, TRUE);
   s->export = wsp_export_new (&m->hello.clock);
   session_try_auth (s);
@@ -740,6 +807,8 @@ session_on_message (Session *s, GBytes *data)
   WspSync *sync = s->link->sync;
   gsize len;
   const guint8 *bytes = g_bytes_get_data (data, &len);
+  if (s->failing)
+    return;   /* we said err: only the close is awaited */
   g_mutex_lock (&sync->lock);
   s->link->bytes_received += len;
   s->link->last_seen_ms = now_wall_ms ();
@@ -782,6 +851,8 @@ session_on_message (Session *s, GBytes *data)
         wsp_export_reset (s->export, &m.req.clock);
       wsp_clock_clear (&s->known);
       wsp_clock_copy (&s->known, &m.req.clock);
+      wsp_clock_clear (&s->acked);
+      wsp_clock_copy (&s->acked, &m.req.clock);
       s->export_wanted = TRUE;
       session_pump (s);
       break;
@@ -791,6 +862,8 @@ session_on_message (Session *s, GBytes *data)
     case WSP_MSG_ACK:
       link_note_clock (s->link, &m.ack.clock, FALSE);   /* applied clocks only grow */
       wsp_clock_merge (&s->known, m.ack.clock.dots, m.ack.clock.len);
+      wsp_clock_merge (&s->acked, m.ack.clock.dots, m.ack.clock.len);
+      session_pump (s);
       break;
     case WSP_MSG_PING:
       {
@@ -910,6 +983,7 @@ session_new (Link *link, gboolean offerer, GError **error)
   s->offerer = offerer;
   s->id = ++sync->next_session_id;
   wsp_clock_init (&s->known);
+  wsp_clock_init (&s->acked);
   wsp_clock_init (&s->reset_clock);
   s->rtc = wsp_rtc_new (offerer, &cfg, &rtc_callbacks, s, error);
   if (!s->rtc)
@@ -953,18 +1027,31 @@ session_close (Session *s, const char *why, gboolean retry)
 {
   Link *link = s->link;
   WspSync *sync = link->sync;
+  g_autofree char *fail_why = g_steal_pointer (&s->fail_why);
+  if (s->failing)
+    {
+      why = fail_why;   /* the peer's close answers our err: ours is the reason */
+      retry = s->fail_retry;
+    }
   g_hash_table_remove (sync->sessions, &s->id);
   link->session = NULL;
+  g_clear_handle_id (&s->fail_source, g_source_remove);
   g_clear_handle_id (&s->ack_source, g_source_remove);
   g_clear_handle_id (&s->ping_source, g_source_remove);
   g_clear_handle_id (&s->connect_source, g_source_remove);
-  if (s->authenticated)
+  if (s->authenticated || s->failing)
     slog (G_LOG_LEVEL_INFO, link, "peer disconnected: %s", why);
   wsp_rtc_free (g_steal_pointer (&s->rtc));
   g_clear_pointer (&s->export, wsp_export_free);
   wsp_clock_clear (&s->known);
+  wsp_clock_clear (&s->acked);
   wsp_clock_clear (&s->reset_clock);
   g_free (s);
+  if (link->removed)
+    {
+      link_free (link);
+      return;
+    }
   link_set_error (link, why);
   link_set_state (link, LINK_RETRYING);
   if (retry && !sync->stopped)
@@ -1337,7 +1424,11 @@ drop_main (gpointer data)
   g_mutex_lock (&sync->lock);
   g_hash_table_remove (sync->links, &r->peer);
   g_mutex_unlock (&sync->lock);
-  link_free (link);
+  g_clear_handle_id (&link->retry_source, g_source_remove);
+  if (link->session)
+    link->removed = TRUE;   /* freed when its session ends */
+  else
+    link_free (link);
   return G_SOURCE_REMOVE;
 }
 
@@ -1455,6 +1546,11 @@ wsp_sync_stop (WspSync *self)
          && g_get_monotonic_time () < deadline)
     if (!g_main_context_iteration (self->context, FALSE))
       g_usleep (1000);
+  /* Sessions whose peer never closed after our goodbye. */
+  sessions = g_hash_table_get_values (self->sessions);
+  for (GList *l = sessions; l; l = l->next)
+    session_close (l->data, "shutdown", FALSE);
+  g_list_free (sessions);
   if (g_atomic_int_get (&self->outstanding))
     g_warning ("sync stopped with %d results still pending", g_atomic_int_get (&self->outstanding));
   g_clear_pointer (&self->reader, wsp_store_reader_free);
