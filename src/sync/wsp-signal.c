@@ -1411,6 +1411,19 @@ wsp_signal_hub_send (WspSignalHub *self, const WspSignalMsg *msg, GError **error
   return FALSE;
 }
 
+const char *
+wsp_signal_hub_get_url (WspSignalHub *self, WspPeer peer)
+{
+  for (guint i = 0; i < self->links->len; i++)
+    {
+      Link *l = g_ptr_array_index (self->links, i);
+      if (l->client != NULL && wsp_signal_client_is_ready (l->client)
+          && wsp_signal_client_get_listener (l->client) == peer)
+        return l->url;
+    }
+  return NULL;
+}
+
 WspSignalServer *
 wsp_signal_hub_get_server (WspSignalHub *self)
 {

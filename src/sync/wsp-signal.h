@@ -194,6 +194,9 @@ gboolean      wsp_signal_hub_is_online (WspSignalHub *self, WspPeer peer, WspSig
  * WSP_SIGNAL_ERROR_UNKNOWN_PEER when the peer is not reachable, else as
  * the underlying send. */
 gboolean      wsp_signal_hub_send (WspSignalHub *self, const WspSignalMsg *msg, GError **error);
+/* The URL of the listener we are connected to whose id is peer, or NULL
+ * (the peer is not a listener we use). Owned by the hub. */
+const char   *wsp_signal_hub_get_url (WspSignalHub *self, WspPeer peer);
 /* The listener, if any (for its port and members). */
 WspSignalServer *wsp_signal_hub_get_server (WspSignalHub *self);
 /* Stops everything; no callback runs after this. NULL ok. */

@@ -102,6 +102,7 @@ struct _Link {
   gboolean  has_via;
   WspSignalVia via;
   char     *address;          /* remote ICE candidate "IP:PORT" */
+  char     *url;              /* its listener's URL, when we connect to it */
   gint64    last_seen_ms;     /* wall clock; 0 = never */
   gint64    connected_at_ms;
   guint64   bytes_sent;
@@ -300,6 +301,7 @@ link_free (Link *link)
 {
   g_clear_handle_id (&link->retry_source, g_source_remove);
   g_free (link->address);
+  g_free (link->url);
   g_free (link->last_error);
   wsp_clock_clear (&link->remote_clock);
   g_free (link);
@@ -1117,11 +1119,26 @@ on_peer_online (WspSignalHub *hub, WspPeer peer, WspSignalVia via, gpointer data
     return;
   Link *link = link_get (sync, peer, TRUE);
   link->online = TRUE;
+  const char *url = wsp_signal_hub_get_url (sync->hub, peer);
   g_mutex_lock (&sync->lock);
   link->has_via = TRUE;
   link->via = via;
+  if (url)
+    {
+      g_free (link->url);
+      link->url = g_strdup (url);
+    }
   g_mutex_unlock (&sync->lock);
   slog (G_LOG_LEVEL_INFO, link, "peer reachable via %s", wsp_signal_via_to_string (via));
+  /* A channel that outlived the peer's signaling may be dead (the peer
+   * restarted: nothing tells us until pings go unanswered, ~30 s). The
+   * offerer makes a fresh one now; an answerer gets the peer's new offer,
+   * which replaces its old channel. */
+  if (link->session && we_offer (sync, peer) && !link->session->failing)
+    {
+      slog (G_LOG_LEVEL_INFO, link, "peer is back: reconnecting");
+      session_close (link->session, "peer reconnected to signaling", FALSE);
+    }
   if (link->session)
     return;
   if (we_offer (sync, peer))
@@ -1654,7 +1671,9 @@ wsp_sync_peers_json (WspSync *self, GString *out)
       append_json_string_or_null (out, l->has_via ? wsp_signal_via_to_string (l->via) : NULL);
       g_string_append (out, ",\"address\":");
       append_json_string_or_null (out, l->address);
-      g_string_append (out, ",\"url\":null,\"last_seen\":");
+      g_string_append (out, ",\"url\":");
+      append_json_string_or_null (out, l->url);
+      g_string_append (out, ",\"last_seen\":");
       append_time_or_null (out, l->last_seen_ms);
       g_string_append (out, ",\"connected_at\":");
       append_time_or_null (out, l->state == LINK_CONNECTED ? l->connected_at_ms : 0);
@@ -1677,6 +1696,11 @@ wsp_sync_connect (WspSync *self, const char *url, GError **error)
 {
   if (!url_check (url, error))
     return FALSE;
+  if (self->peer_url && g_str_equal (url, self->peer_url))
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_INVALID, "url: '%s' is this daemon's own listener", url);
+      return FALSE;
+    }
   ConnectReq *r = g_new0 (ConnectReq, 1);
   r->sync = self;
   r->url = g_strdup (url);

@@ -59,7 +59,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspSync, wsp_sync_free)
 /* Appends a JSON array, one object per known peer:
  *   {"peer_id","state":"connecting"|"connected"|"retrying",
  *    "via":"member"|"listener"|"relay"|null, "address":"IP:PORT"|null,
- *    "url":null, "last_seen":RFC 3339|null, "connected_at":…|null,
+ *    "url": its listener's URL when we connect to it, else null,
+ *    "last_seen":RFC 3339|null, "connected_at":…|null,
  *    "ops_they_lack":N, "ops_we_lack":N, "bytes_sent":N, "bytes_received":N,
  *    "last_error":text|null}
  * ops_they_lack / ops_we_lack compare our applied clock with the last clock

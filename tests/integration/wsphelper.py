@@ -258,3 +258,174 @@ def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+# -- peer sync (test_sync) -----------------------------------------------------
+# Additions for tests that run several daemons of one project. Nothing above
+# depends on them.
+
+import threading          # noqa: E402  (kept next to the helpers that need it)
+
+# Everything on loopback: a peer listener on 127.0.0.1 and ICE pinned to it.
+PEER_LISTEN_ARGS = ("--peer-listen", "127.0.0.1:0", "--ice-address", "127.0.0.1")
+PEER_ARGS = ("--ice-address", "127.0.0.1")
+
+
+def config_path(ws):
+    return os.path.join(ws.root, "config")
+
+
+def config_get(ws, section, key):
+    """The value of KEY in [SECTION] of WS's .workspace/config, or None."""
+    current = None
+    with open(config_path(ws), encoding="utf-8") as f:
+        for line in f:
+            s = line.strip()
+            if s.startswith("[") and s.endswith("]"):
+                current = s[1:-1].strip()
+            elif current == section and "=" in s and not s.startswith(("#", ";")):
+                k, v = s.split("=", 1)
+                if k.strip() == key:
+                    return v.strip()
+    return None
+
+
+def config_set(ws, section, key, value):
+    """Sets (VALUE a str) or removes (VALUE None) KEY in [SECTION] of WS's
+    .workspace/config, keeping every other line as it is."""
+    with open(config_path(ws), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    out, current, done, sec_end = [], None, False, None
+    for line in lines:
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            if current == section:
+                sec_end = len(out)
+            current = s[1:-1].strip()
+        elif current == section and "=" in s and not s.startswith(("#", ";")) \
+                and s.split("=", 1)[0].strip() == key:
+            if value is not None and not done:
+                out.append(f"{key}={value}")
+                done = True
+            continue
+        out.append(line)
+    if current == section and sec_end is None:
+        sec_end = len(out)
+    if value is not None and not done:
+        if sec_end is None:
+            if out and out[-1].strip():
+                out.append("")
+            out += [f"[{section}]", f"{key}={value}"]
+        else:
+            while sec_end > 0 and not out[sec_end - 1].strip():
+                sec_end -= 1
+            out.insert(sec_end, f"{key}={value}")
+    tmp = config_path(ws) + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+    os.replace(tmp, config_path(ws))
+
+
+def make_member(src, dst=None, signal_urls=None):
+    """Makes workspace DST (a fresh `wsp init` one by default) a member of
+    SRC's project: SRC's project id and project.secret, its own identity.
+    Must run before DST's daemon first starts (no state.db yet). With
+    SIGNAL_URLS (a list), sets [sync] signal_urls. Returns DST."""
+    dst = dst or Workspace()
+    config_set(dst, "project", "id", config_get(src, "project", "id"))
+    shutil.copyfile(os.path.join(src.wsp_dir, "project.secret"),
+                    os.path.join(dst.wsp_dir, "project.secret"))
+    os.chmod(os.path.join(dst.wsp_dir, "project.secret"), 0o600)
+    if signal_urls:
+        config_set(dst, "sync", "signal_urls", ",".join(signal_urls))
+    return dst
+
+
+def new_workspace_with_id():
+    """A fresh Workspace made with `wsp --json init`; returns (workspace,
+    its peer id as init reports it)."""
+    ws = Workspace(init=False)
+    r = run_wsp("--json", "init", ws.dir)
+    if r.returncode != 0:
+        ws.cleanup()
+        raise RuntimeError(f"wsp init '{ws.dir}' failed ({r.returncode}): {r.stderr}")
+    return ws, json.loads(r.stdout)["peer_id"]
+
+
+class HttpPool:
+    """A few keep-alive HTTP connections to one daemon, for bulk writes from
+    several threads. request() is thread-safe (one connection per thread)."""
+
+    def __init__(self, daemon, timeout=30):
+        self.daemon = daemon
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all = []
+        self._lock = threading.Lock()
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=self.timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def request(self, method, path, body=None):
+        """Returns (status, parsed JSON or None). Reconnects once if the
+        server closed an idle keep-alive connection."""
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Host": f"127.0.0.1:{self.daemon.port}",
+                "Authorization": f"Bearer {self.daemon.token}"}
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=hdrs)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        return resp.status, (json.loads(raw) if raw else None)
+
+    def map(self, fn, items, threads=4):
+        """Runs FN(self, item) for every item on THREADS threads; returns
+        the results in order; re-raises the first exception."""
+        items = list(items)
+        results = [None] * len(items)
+        errors = []
+        it = iter(range(len(items)))
+        it_lock = threading.Lock()
+
+        def worker():
+            while not errors:
+                with it_lock:
+                    i = next(it, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = fn(self, items[i])
+                except BaseException as e:   # noqa: BLE001 -- handed to the caller
+                    errors.append(e)
+                    return
+
+        ts = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results
+
+    def close(self):
+        with self._lock:
+            for c in self._all:
+                c.close()
+            self._all.clear()
