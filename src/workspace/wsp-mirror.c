@@ -23,6 +23,8 @@
 #include "workspace/wsp-workspace.h"
 #include "common/wsp-common.h"
 
+#define WSP_MIRROR_NICE 10   /* the mirror thread's nice value (see worker_thread) */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,7 +32,10 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A batch removing more than this share of the task files (and at least
  * MASS_REMOVAL_MIN of them) applies no deletes. */
@@ -1036,6 +1041,13 @@ worker_thread (gpointer data)
 {
   WspMirror *self = data;
   g_autoptr (GError) error = NULL;
+
+  /* Writing task files is background work: when the machine is busy (a
+   * catch-up applying tens of thousands of ops) the store and the peers go
+   * first and the files follow. Linux threads have their own nice value;
+   * an idle machine runs this thread as fast as before. */
+  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), WSP_MIRROR_NICE) != 0)
+    g_debug ("cannot lower the file mirror's priority: %s", g_strerror (errno));
 
   self->reader = wsp_store_reader_open (self->db_path, &error);
   if (!self->reader)
