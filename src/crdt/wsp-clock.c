@@ -167,7 +167,7 @@ wsp_clock_encode (const WspClock *self)
       msgpack_pack_uint64 (&pk, self->dots[i].seq);
     }
   /* sbuffer memory comes from malloc; hand it to GBytes without a copy. */
-  return g_bytes_new_with_free_func (sbuf.data, sbuf.size, free, sbuf.data);
+  return wsp_msgpack_sbuffer_take (&sbuf);
 }
 
 static gboolean

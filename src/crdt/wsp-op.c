@@ -667,6 +667,15 @@ pack_observed (msgpack_packer *pk, const WspDot *dots, guint n)
 }
 
 GBytes *
+wsp_msgpack_sbuffer_take (msgpack_sbuffer *sbuf)
+{
+  GBytes *bytes = g_bytes_new (sbuf->data, sbuf->size);
+  msgpack_sbuffer_destroy (sbuf);
+  msgpack_sbuffer_init (sbuf);
+  return bytes;
+}
+
+GBytes *
 wsp_op_encode (const WspOp *op)
 {
   msgpack_sbuffer sbuf;
@@ -721,5 +730,5 @@ wsp_op_encode (const WspOp *op)
       msgpack_pack_nil (&pk);
       break;
     }
-  return g_bytes_new_with_free_func (sbuf.data, sbuf.size, free, sbuf.data);
+  return wsp_msgpack_sbuffer_take (&sbuf);
 }

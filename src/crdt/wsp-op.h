@@ -132,4 +132,10 @@ GBytes  *wsp_op_encode (const WspOp *op);
  * by declared counts and would otherwise try gigabytes for a 5-byte input. */
 gboolean wsp_msgpack_check (const guint8 *data, gsize len, guint max_depth);
 
+/* The packed bytes of sbuf as GBytes of exactly their size, and sbuf
+ * emptied. msgpack-c's buffer starts at 8 KiB: handing it over as it is
+ * would keep 8 KiB alive for every small op body or state blob. */
+struct msgpack_sbuffer;
+GBytes  *wsp_msgpack_sbuffer_take (struct msgpack_sbuffer *sbuf);
+
 G_END_DECLS

@@ -687,7 +687,7 @@ wsp_task_state_encode (const WspTaskState *self)
 
   pack_or_set (&pk, &self->labels);
   pack_or_set (&pk, &self->deps);
-  return g_bytes_new_with_free_func (sbuf.data, sbuf.size, free, sbuf.data);
+  return wsp_msgpack_sbuffer_take (&sbuf);
 }
 
 /* ---- decoding --------------------------------------------------------------- */
