@@ -23,8 +23,6 @@
 #include "workspace/wsp-workspace.h"
 #include "common/wsp-common.h"
 
-#define WSP_MIRROR_NICE 10   /* the mirror thread's nice value (see worker_thread) */
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,15 +30,16 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <dirent.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-/* A batch removing more than this share of the task files (and at least
- * MASS_REMOVAL_MIN of them) applies no deletes. */
-#define MASS_REMOVAL_SHARE 0.20
-#define MASS_REMOVAL_MIN   10
+/* A change removing more than this share of the task files (and at least
+ * MASS_REMOVAL_MIN of them) applies no deletes. "A change" is every removal
+ * seen until none has come for MASS_REMOVAL_SETTLE_MS: a branch switch on a
+ * slow or busy machine reaches us in several rounds of events, and judging
+ * each round alone let most of its deletes through. */
+#define MASS_REMOVAL_SHARE     0.20
+#define MASS_REMOVAL_MIN       10
+#define MASS_REMOVAL_SETTLE_MS 300
 
 /* Per-field digests of a file's content: what the file said when the
  * daemon last wrote or applied it (the base of a three-way merge). */
@@ -105,6 +104,8 @@ struct _WspMirror {
   GHashTable     *known;        /* absolute path → Known* */
   GHashTable     *path_of_id;   /* id → absolute path (borrowed key of known) */
   gboolean        index_dirty;
+  GHashTable     *held_removed; /* absolute paths of removed files not yet judged */
+  gint64          held_until;   /* monotonic µs: judge them when no removal came by then */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -926,6 +927,36 @@ process_paths (WspMirror *self, GPtrArray *paths)
         continue;   /* gone meanwhile: a later event says so */
       plan_file (self, &b, path, data, len, &st);
     }
+  /* Removals wait to be judged together (see MASS_REMOVAL_SETTLE_MS). */
+  for (guint i = 0; i < removed->len; i++)
+    g_hash_table_add (self->held_removed, g_strdup (g_ptr_array_index (removed, i)));
+  if (removed->len)
+    self->held_until = g_get_monotonic_time () + MASS_REMOVAL_SETTLE_MS * 1000;
+  batch_wait (&b, 0);
+  for (guint i = 0; i < b.acts->len; i++)
+    finish_act (self, g_ptr_array_index (b.acts, i));
+  batch_clear (&b);
+}
+
+/* The removals held since the last quiet moment, as one change: files that
+ * came back meanwhile (an editor's save, a checkout's rewrite) are not
+ * removals any more. */
+static void
+judge_removals (WspMirror *self)
+{
+  g_autoptr (GPtrArray) removed = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, self->held_removed);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    {
+      struct stat st;
+      if (stat (key, &st) != 0 && g_hash_table_contains (self->known, key))
+        g_ptr_array_add (removed, g_strdup (key));
+    }
+  g_hash_table_remove_all (self->held_removed);
+  Batch b;
+  batch_init (&b);
   plan_removals (self, &b, removed);
   batch_wait (&b, 0);
   for (guint i = 0; i < b.acts->len; i++)
@@ -1042,13 +1073,6 @@ worker_thread (gpointer data)
   WspMirror *self = data;
   g_autoptr (GError) error = NULL;
 
-  /* Writing task files is background work: when the machine is busy (a
-   * catch-up applying tens of thousands of ops) the store and the peers go
-   * first and the files follow. Linux threads have their own nice value;
-   * an idle machine runs this thread as fast as before. */
-  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), WSP_MIRROR_NICE) != 0)
-    g_debug ("cannot lower the file mirror's priority: %s", g_strerror (errno));
-
   self->reader = wsp_store_reader_open (self->db_path, &error);
   if (!self->reader)
     {
@@ -1068,15 +1092,36 @@ worker_thread (gpointer data)
   for (;;)
     {
       g_mutex_lock (&self->lock);
-      self->done = self->round_target;
-      g_cond_broadcast (&self->cond);
+      if (!g_hash_table_size (self->held_removed))   /* held removals are not done yet */
+        {
+          self->done = self->round_target;
+          g_cond_broadcast (&self->cond);
+        }
+      gboolean judge = FALSE;
       while (!self->stopping && !self->pending_rescan && !g_hash_table_size (self->pending_paths)
              && !g_hash_table_size (self->pending_ids) && !g_hash_table_size (self->pending_deletes))
-        g_cond_wait (&self->cond, &self->lock);
+        {
+          if (!g_hash_table_size (self->held_removed))
+            g_cond_wait (&self->cond, &self->lock);
+          else if (!g_cond_wait_until (&self->cond, &self->lock, self->held_until)
+                   || g_get_monotonic_time () >= self->held_until)
+            {
+              judge = TRUE;   /* quiet for MASS_REMOVAL_SETTLE_MS */
+              break;
+            }
+        }
       if (self->stopping)
         {
           g_mutex_unlock (&self->lock);
           break;
+        }
+      if (judge)
+        {
+          g_mutex_unlock (&self->lock);
+          judge_removals (self);
+          if (self->index_dirty)
+            index_save (self);
+          continue;
         }
       self->round_target = self->enqueued;
       gboolean rescan = self->pending_rescan;
@@ -1169,6 +1214,7 @@ wsp_mirror_start (const WspMirrorOptions *opts, GError **error)
   self->pending_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->pending_deletes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->mass_ids = g_ptr_array_new_with_free_func (g_free);
+  self->held_removed = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->problems = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) problem_free);
   self->known = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) known_free);
   self->path_of_id = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -1227,6 +1273,7 @@ wsp_mirror_free (WspMirror *self)
   g_hash_table_unref (self->pending_ids);
   g_hash_table_unref (self->pending_deletes);
   g_ptr_array_unref (self->mass_ids);
+  g_hash_table_unref (self->held_removed);
   g_hash_table_unref (self->problems);
   g_hash_table_unref (self->path_of_id);
   g_hash_table_unref (self->known);

@@ -4,6 +4,7 @@ mass-removal guard, broken files and their repair, no echo, unknown keys,
 offline edits, bulk drops and deep subdirectories."""
 
 import os
+import time
 import re
 import shutil
 import sys
@@ -164,6 +165,23 @@ class Files(unittest.TestCase):
         wait_until(lambda: os.path.exists(p), timeout=10)
         os.remove(p)
         wait_until(lambda: self.get(t["id"])[0] == 410, timeout=10, what="the task deleted")
+
+    def test_mass_removal_spread_over_time_is_one_change(self):
+        # A branch switch on a busy machine reaches the daemon in several
+        # rounds of events; removals with short gaps between them are one
+        # change, judged together (they used to be judged round by round,
+        # and each round alone was small enough to apply).
+        ids = [self.d.create_task(f"Spread {i}")["id"] for i in range(20)]
+        wait_until(lambda: all(os.path.exists(self.path(i)) for i in ids), timeout=20)
+        for i in ids[:15]:
+            os.remove(self.path(i))
+            time.sleep(0.03)   # the scenario: removals 30 ms apart (the daemon waits for 300 ms of quiet)
+        wait_until(lambda: any(p.get("kind") == "mass_removal" for p in self.problems()), timeout=10,
+                   what="the mass-removal problem")
+        for i in ids:
+            self.assertEqual(self.get(i)[0], 200, "a task was deleted by a mass removal")
+        prob = [p for p in self.problems() if p.get("kind") == "mass_removal"][0]
+        self.assertEqual(sorted(prob["tasks"]), sorted(ids[:15]))
 
     def test_mass_removal_is_not_applied(self):
         ids = [self.d.create_task(f"Bulk {i}")["id"] for i in range(20)]
