@@ -25,6 +25,10 @@ typedef struct {
   const char        *project_id;
   const WspIdentity *identity;      /* copied */
   guint              queue_max;     /* jobs; 0 → default 1024 */
+  /* Task states a batch of received runs holds before it writes them out
+   * and lets them go (same transaction); 0 → default 20,000. Bounds the
+   * memory of a large catch-up. */
+  guint              batch_tasks_max;
 } WspStoreOptions;
 
 WspStore *wsp_store_open (const WspStoreOptions *opts, GError **error);

@@ -1551,6 +1551,116 @@ test_export_large (Fixture *f, gconstpointer data)
   replica_close (&src);
 }
 
+typedef struct {
+  GMutex mutex;
+  GCond  cond;
+  guint  in_flight;
+  guint  failed;
+} RunFlight;
+
+static void
+on_run_flight_done (const GError *error, WspIngestStatus status, guint n_applied, gpointer data)
+{
+  RunFlight *fl = data;
+  g_mutex_lock (&fl->mutex);
+  fl->in_flight--;
+  if (error || status != WSP_INGEST_OK)
+    fl->failed++;
+  g_cond_signal (&fl->cond);
+  g_mutex_unlock (&fl->mutex);
+}
+
+/* A catch-up batch touching more tasks than batch_tasks_max writes them out
+ * mid-batch and reloads those touched again: the result is the same as
+ * holding them all. */
+static void
+test_batch_task_limit (Fixture *f, gconstpointer data)
+{
+  const guint n = 300;
+  Replica src = { 0 }, whole = { 0 }, limited = { 0 };
+  replica_open (&src, 4096);
+  replica_open (&whole, 4096);
+  replica_open (&limited, 4096);
+  g_clear_pointer (&limited.reader, wsp_store_reader_free);
+  g_clear_pointer (&limited.store, wsp_store_free);
+  g_autoptr (GError) error = NULL;
+  WspStoreOptions opts = { limited.db_path, PROJECT, &limited.id, 4096, 7 };
+  limited.store = wsp_store_open (&opts, &error);
+  g_assert_no_error (error);
+  limited.reader = wsp_store_reader_open (limited.db_path, &error);
+  g_assert_no_error (error);
+
+  /* Creates, then a second touch of every task (a title and a comment),
+   * so that evicted tasks are loaded again in the same batch. */
+  write_many (src.store, "ws-", n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("ws-%08u", i);
+      WspWrite *w = wsp_write_new (i % 2 ? WSP_WRITE_COMMENT : WSP_WRITE_UPDATE, id);
+      if (i % 2)
+        w->comment_body = g_strdup_printf ("comment %u", i);
+      else
+        {
+          g_autofree char *title = g_strdup_printf ("Retitled %u", i);
+          WspValue v = wsp_value_str (title);
+          wsp_write_set_field (w, WSP_FIELD_TITLE, &v);
+        }
+      g_assert_true (wsp_store_write_sync (src.store, w, NULL, &error));
+      g_assert_no_error (error);
+    }
+
+  g_autoptr (WspExport) ex = wsp_export_new (NULL);
+  /* Small runs: the eviction happens between runs of one batch. */
+  g_autoptr (GPtrArray) runs = export_all (src.reader, ex, 0, NULL);
+  g_assert_cmpuint (runs->len, >, 20);
+  g_autoptr (GPtrArray) copy = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      WspRun *r = runs->pdata[i], *c = wsp_run_new ();
+      c->peer = r->peer;
+      memcpy (c->pk, r->pk, WSP_PK_LEN);
+      c->from = r->from;
+      memcpy (c->sig, r->sig, WSP_SIG_LEN);
+      for (guint j = 0; j < r->ops->len; j++)
+        g_ptr_array_add (c->ops, g_bytes_ref (r->ops->pdata[j]));
+      g_ptr_array_add (copy, c);
+    }
+  ingest_all (whole.store, runs);
+
+  /* All at once, so that the writer takes them as one batch. */
+  RunFlight fl = { 0 };
+  g_mutex_init (&fl.mutex);
+  g_cond_init (&fl.cond);
+  fl.in_flight = copy->len;
+  for (guint i = 0; i < copy->len; i++)
+    g_assert_true (wsp_store_submit_run (limited.store, g_steal_pointer (&copy->pdata[i]), on_run_flight_done, &fl,
+                                         &error));
+  g_mutex_lock (&fl.mutex);
+  while (fl.in_flight)
+    g_cond_wait (&fl.cond, &fl.mutex);
+  g_mutex_unlock (&fl.mutex);
+  g_assert_cmpuint (fl.failed, ==, 0);
+  g_mutex_clear (&fl.mutex);
+  g_cond_clear (&fl.cond);
+
+  assert_same_clock (src.store, limited.store);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("ws-%08u", i);
+      g_autoptr (GString) a = g_string_new (NULL), b = g_string_new (NULL);
+      g_assert_true (wsp_store_reader_task_json (whole.reader, id, a, &error));
+      g_assert_true (wsp_store_reader_task_json (limited.reader, id, b, &error));
+      g_assert_no_error (error);
+      g_assert_cmpstr (a->str, ==, b->str);
+    }
+  g_autoptr (GString) hits = g_string_new (NULL);
+  g_assert_true (wsp_store_reader_search_json (limited.reader, "Retitled 298", 10, hits, &error));
+  g_assert_nonnull (strstr (hits->str, "ws-00000298"));   /* the full-text rows were written too */
+  replica_close (&limited);
+  replica_close (&whole);
+  replica_close (&src);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1584,6 +1694,7 @@ main (int argc, char **argv)
   ADD ("export/stretches-not-split", test_export_stretches_not_split);
   ADD ("export/oversized-stretch", test_export_oversized_stretch);
   ADD ("export/large", test_export_large);
+  ADD ("batch-task-limit", test_batch_task_limit);
 #undef ADD
   return g_test_run ();
 }
