@@ -53,7 +53,8 @@
 #define WSP_SYNC_ACK_MS           20       /* acks coalesce over this */
 #define WSP_SYNC_PING_MS          10000    /* SPEC 7.2 */
 #define WSP_SYNC_PINGS_MISSED     3
-#define WSP_SYNC_CONNECT_MS       20000    /* offer to authenticated, else retry */
+#define WSP_SYNC_CONNECT_MS       10000    /* offer to authenticated, else retry (also bounds
+                                             * how long an offer the peer ignored waits) */
 #define WSP_SYNC_BACKOFF_MIN_MS   500
 #define WSP_SYNC_BACKOFF_MAX_MS   30000
 #define WSP_SYNC_CHUNK_BYTES      (1024 * 1024)   /* runs per worker chunk */
@@ -995,6 +996,9 @@ session_new (Link *link, gboolean offerer, GError **error)
     }
   g_hash_table_insert (sync->sessions, &s->id, s);
   link->session = s;
+  g_mutex_lock (&sync->lock);
+  g_clear_pointer (&link->address, g_free);   /* this attempt's candidates say where */
+  g_mutex_unlock (&sync->lock);
   slog (G_LOG_LEVEL_DEBUG, link, "new connection, %s", offerer ? "offering" : "ready to answer");
   link_set_state (link, LINK_CONNECTING);
   if (offerer)
@@ -1502,8 +1506,10 @@ wsp_sync_start (const WspSyncOptions *opts, GError **error)
     }
   for (guint i = 0; opts->signal_urls && opts->signal_urls[i]; i++)
     {
-      if (!url_check (opts->signal_urls[i], error))
+      g_autoptr (GError) bad = NULL;
+      if (!url_check (opts->signal_urls[i], &bad))
         {
+          g_set_error (error, WSP_ERROR, WSP_ERROR_CONFIG, "[sync] signal_urls: %s", bad->message);
           wsp_sync_free (sync);
           return NULL;
         }

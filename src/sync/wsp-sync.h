@@ -46,10 +46,12 @@ typedef struct {
 WspSync  *wsp_sync_start (const WspSyncOptions *opts, GError **error);
 /* "ws://HOST:PORT/api/v1/signal" of our listener, or NULL. */
 char     *wsp_sync_dup_peer_url (WspSync *self);
-/* Graceful stop: sends `err shutdown` on every channel, closes them, stops
- * signaling, waits (iterating the main context, at most ~2 s) until the
- * channels are torn down and no worker result or store completion is
- * pending. Idempotent. */
+/* Graceful stop: sends `err shutdown` on every channel, closes them (after
+ * the peer closed, or 1 s), stops signaling, waits (iterating the main
+ * context, at most 2.5 s) until no WebRTC connection of the process is
+ * alive and no worker result or store completion is pending. (The wait
+ * counts every WspRtc in the process: a daemon has one WspSync.)
+ * Idempotent. */
 void      wsp_sync_stop (WspSync *self);
 void      wsp_sync_free (WspSync *self);   /* stops first; NULL ok */
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (WspSync, wsp_sync_free)
