@@ -679,6 +679,7 @@ session_ingest (Session *s, WspMsg *m)
       link_note_clock (s->link, &m->ops.clock, FALSE);
       wsp_clock_merge (&s->known, m->ops.clock.dots, m->ops.clock.len);
     }
+  slog (G_LOG_LEVEL_DEBUG, s->link, "received %u runs", m->ops.runs->len);
   for (guint i = 0; i < m->ops.runs->len; i++)
     {
       WspRun *run = g_ptr_array_index (m->ops.runs, i);
