@@ -3,6 +3,13 @@
 
 Prints one line per figure, `bench: NAME VALUE UNIT`. `--only PREFIX` runs
 the figures whose names start with PREFIX. Everything talks to loopback only.
+
+The sync figures take knobs from the environment, for profiling:
+  BENCH_SNAPSHOT=DIR  keep the prepared pair of stores in DIR and reuse it
+  BENCH_LOG=debug     the daemons' log level (their logs are in the workspaces)
+  BENCH_KEEP=1        keep the temporary workspaces
+  BENCH_PERF=FILE     `perf record` daemon B while it syncs
+  BENCH_POLL=SECONDS  how often the clocks are compared (default 0.002)
 """
 import argparse
 import json
