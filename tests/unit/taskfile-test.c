@@ -441,6 +441,41 @@ test_extras_kept_in_order (void)
     }
 }
 
+/* extract_extras (used by every render) skips the YAML parse when every
+ * top-level line is a known key; it must find exactly what a full parse
+ * finds, whatever the layout. */
+static void
+test_extras_fast_path_agrees (void)
+{
+  static const char *const cases[] = {
+    "---\nid: ws-aaaaaaaaaa\ntitle: \"A: b\"\nstatus: todo\npriority: 2\nlabels:\n  - x\n  - y\n---\nbody\n",
+    "---\ntitle: t\ncustom: v\n---\n",
+    "---\ntitle: t\n# a comment\nstatus: done\n---\n",
+    "---\ntitle: |\n  line one\n  custom: not a key\nstatus: todo\n---\n",
+    "---\ntitle: t\nlabels: [a, b]\nx_y: 1\n---\n",
+    "---\n  title: t\n  custom: v\n---\n",
+    "---\n- a\n---\n",
+    "---\ntitle: t\n\nstatus: todo\n---\n",
+    "---\ntitle:t\n---\n",
+    "---\nTitle: t\n---\n",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GPtrArray) fast = wsp_taskfile_extract_extras (cases[i], strlen (cases[i]));
+      g_autoptr (GError) error = NULL;
+      g_autoptr (WspTaskFile) tf = NULL;
+      /* A file that does not parse keeps nothing of its extras either way. */
+      if (!wsp_taskfile_parse (cases[i], strlen (cases[i]), statuses, &tf, NULL, &error))
+        g_clear_pointer (&tf, wsp_taskfile_free);
+      guint want = tf && tf->extras ? tf->extras->len : 0;
+      guint got = fast ? fast->len : 0;
+      g_assert_cmpuint (got, ==, want);
+      for (guint j = 0; j < got; j++)
+        g_assert_cmpstr (((WspTaskFileExtra *) fast->pdata[j])->key, ==,
+                         ((WspTaskFileExtra *) tf->extras->pdata[j])->key);
+    }
+}
+
 static gboolean
 array_has (GPtrArray *a, const char *s)
 {
@@ -629,6 +664,7 @@ main (int argc, char **argv)
   g_test_add_func ("/taskfile/roundtrip/body", test_roundtrip_body);
   g_test_add_func ("/taskfile/roundtrip/comments-stripped", test_roundtrip_comments);
   g_test_add_func ("/taskfile/extras/kept-in-order", test_extras_kept_in_order);
+  g_test_add_func ("/taskfile/extras/fast-path-agrees", test_extras_fast_path_agrees);
   g_test_add_func ("/taskfile/diff/minimal", test_diff_minimal);
   g_test_add_func ("/taskfile/diff/create", test_create_write);
   g_test_add_func ("/taskfile/hash", test_hash);
