@@ -42,6 +42,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def proc_status_mib(pid, key):
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM …) in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
 class Workspace:
     def __init__(self, build, tasks):
         self.build = build
@@ -80,11 +89,7 @@ class Workspace:
         return (time.monotonic() - t0) * 1000
 
     def rss_mib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0
+        return proc_status_mib(self.proc.pid, "VmRSS")
 
     def request(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -359,12 +364,6 @@ def bench_reconcile(args):
         ws.stop()
 
 
-def vm_hwm_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0
 
 
 def prepare_pair(args, a, b, n_tasks, n_edits):
@@ -472,7 +471,7 @@ def sync_pair(args, n_tasks, n_edits):
         if a.snapshot != b.snapshot:
             raise RuntimeError("the replicas differ after sync")
         pa = peer_of(a, b)
-        rss = max(vm_hwm_mib(p.pid) for p in procs)
+        rss = max(proc_status_mib(p.pid, "VmHWM") for p in procs)
         return (t1 - t0) * 1000, (t2 - t1) * 1000, pa["bytes_sent"], pa["bytes_received"], rss
     finally:
         for ws in (a, b):

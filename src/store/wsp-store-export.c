@@ -61,7 +61,7 @@ bin_hdr_size (guint64 n)
 
 /* fixmap(5) + "peer" str16 + "pk" bin32 + "from" + "ops" + "sig" bin64,
  * keys and fixed-size values only. The wire decoder (src/sync/wsp-wire.c)
- * measures a received run with the same formula. */
+ * measures a received run with wsp_run_encoded_size(). */
 #define RUN_FIXED_SIZE (1 + (1 + 4) + (1 + WSP_PEER_HEX_LEN) + (1 + 2) + (2 + WSP_PK_LEN) \
                         + (1 + 4) + (1 + 3) + (1 + 3) + (2 + WSP_SIG_LEN))
 

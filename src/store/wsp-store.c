@@ -1659,19 +1659,6 @@ writer_thread (gpointer data)
 
 /* ---- public: lifecycle ------------------------------------------------- */
 
-static guint
-peer_hash (gconstpointer p)
-{
-  WspPeer v = *(const WspPeer *) p;
-  return (guint) (v ^ (v >> 32));
-}
-
-static gboolean
-peer_equal (gconstpointer a, gconstpointer b)
-{
-  return *(const WspPeer *) a == *(const WspPeer *) b;
-}
-
 WspStore *
 wsp_store_open (const WspStoreOptions *opts, GError **error)
 {
@@ -1690,7 +1677,7 @@ wsp_store_open (const WspStoreOptions *opts, GError **error)
   self->listeners = g_array_new (FALSE, FALSE, sizeof (Listener));
   wsp_clock_init (&self->clock);
   wsp_clock_init (&self->published_clock);
-  self->authors = g_hash_table_new_full (peer_hash, peer_equal, NULL, (GDestroyNotify) author_free);
+  self->authors = g_hash_table_new_full (g_int64_hash, g_int64_equal, NULL, (GDestroyNotify) author_free);
   self->batch_tasks = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) task_entry_free);
   self->batch_touched = g_ptr_array_new_with_free_func (g_free);
   self->touched_set = g_hash_table_new (g_str_hash, g_str_equal);

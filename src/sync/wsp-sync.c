@@ -186,25 +186,6 @@ static void link_start_offer (Link *link);
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static guint
-peer_hash (gconstpointer p)
-{
-  WspPeer v = *(const WspPeer *) p;
-  return (guint) (v ^ (v >> 32));
-}
-
-static gboolean
-peer_equal (gconstpointer a, gconstpointer b)
-{
-  return *(const WspPeer *) a == *(const WspPeer *) b;
-}
-
-static guint
-u64_hash (gconstpointer p)
-{
-  return peer_hash (p);
-}
-
 static gint64
 now_wall_ms (void)
 {
@@ -1484,9 +1465,9 @@ wsp_sync_start (const WspSyncOptions *opts, GError **error)
   sync->stun_servers = g_strdupv ((char **) opts->stun_servers);
   sync->turn_servers = g_strdupv ((char **) opts->turn_servers);
   g_mutex_init (&sync->lock);
-  sync->links = g_hash_table_new (peer_hash, peer_equal);
-  sync->sessions = g_hash_table_new (u64_hash, peer_equal);
-  sync->dropped = g_hash_table_new_full (peer_hash, peer_equal, g_free, NULL);
+  sync->links = g_hash_table_new (g_int64_hash, g_int64_equal);
+  sync->sessions = g_hash_table_new (g_int64_hash, g_int64_equal);
+  sync->dropped = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   sync->urls = g_ptr_array_new_with_free_func (g_free);
   sync->pool = g_thread_pool_new_full (export_worker, sync, export_job_free, 1, TRUE, NULL);
 

@@ -163,37 +163,15 @@ wsp_msg_clear (WspMsg *m)
 
 /* ---- sizes ------------------------------------------------------------- */
 
-static gsize
-uint_size (guint64 v)
-{
-  if (v < 128) return 1;
-  if (v <= G_MAXUINT8) return 2;
-  if (v <= G_MAXUINT16) return 3;
-  if (v <= G_MAXUINT32) return 5;
-  return 9;
-}
-
-static gsize
-array_hdr_size (guint64 n)
-{
-  return n < 16 ? 1 : n <= G_MAXUINT16 ? 3 : 5;
-}
+/* Run sizes (SPEC 7.3) are the store's: wsp_run_encoded_size() in
+ * wsp-store-export.c, which sizes the runs it exports; the decoder below
+ * measures a received run with it. */
 
 static gsize
 bin_hdr_size (guint64 n)
 {
   return n <= G_MAXUINT8 ? 2 : n <= G_MAXUINT16 ? 3 : 5;
 }
-
-/* fixmap(5) + "peer" str16 + "pk" bin32 + "from" + "ops" + "sig" bin64,
- * keys and fixed-size values only. */
-#define RUN_FIXED_SIZE (1 + (1 + 4) + (1 + WSP_PEER_HEX_LEN) + (1 + 2) + (2 + WSP_PK_LEN) \
-                        + (1 + 4) + (1 + 3) + (1 + 3) + (2 + WSP_SIG_LEN))
-
-/* wsp_run_encoded_size() and wsp_run_encoded_size_add() live in the store
- * (wsp-store-export.c), which sizes the runs it exports and must not depend
- * on this layer; the decoder below measures a received run the same way
- * from the decoded values. */
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -612,24 +590,20 @@ get_run (const msgpack_object *o, guint index, GError **error)
   /* The last seq, from + n - 1, stays below 2^63 like every seq. */
   if (run->from == 0 || run->from - 1 > (guint64) G_MAXINT64 - ops->via.array.size)
     return fail (error, WSP_WIRE_ERROR_BAD_RUN, "run %u: from out of range", index), NULL;
-  size = RUN_FIXED_SIZE + uint_size (run->from) + array_hdr_size (ops->via.array.size);
   for (guint32 i = 0; i < ops->via.array.size; i++)
     {
       const msgpack_object *b = &ops->via.array.ptr[i];
       if (b->type != MSGPACK_OBJECT_BIN)
         return fail (error, WSP_WIRE_ERROR_BAD_RUN, "run %u: op %u is not bin", index, i), NULL;
-      size += bin_hdr_size (b->via.bin.size) + b->via.bin.size;
+      g_ptr_array_add (run->ops, g_bytes_new (b->via.bin.ptr, b->via.bin.size));
     }
+  /* Measured from the decoded values, as the sender sized it. */
+  size = wsp_run_encoded_size (run);
   if (size > WSP_WIRE_MAX_RUN)
     return fail (error, WSP_WIRE_ERROR_BAD_RUN, "run %u: encodes to %" G_GSIZE_FORMAT " bytes, over %d",
                  index, size, WSP_WIRE_MAX_RUN), NULL;
   if (wsp_peer_from_pk (run->pk) != run->peer)
     return fail (error, WSP_WIRE_ERROR_BAD_RUN, "run %u: pk does not match peer", index), NULL;
-  for (guint32 i = 0; i < ops->via.array.size; i++)
-    {
-      const msgpack_object *b = &ops->via.array.ptr[i];
-      g_ptr_array_add (run->ops, g_bytes_new (b->via.bin.ptr, b->via.bin.size));
-    }
   return g_steal_pointer (&run);
 }
 

@@ -27,9 +27,7 @@ binaries; default build/src/wspd and build/src/wsp).
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -38,36 +36,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsphelper import (PEER_ARGS, PEER_LISTEN_ARGS, Daemon, HttpPool, Workspace,  # noqa: E402
                        binary, config_get, config_set, make_member, new_workspace_with_id,
-                       run_wsp, wait_until)
-
-NETNS_ENV = "WSP_TEST_NETNS"   # WSP_*: clean_env keeps it from the daemons
-
-
-def maybe_reexec_in_netns():
-    """Re-executes this script inside a new network namespace where only
-    `lo` exists (and is up), once; returns only when that is not possible
-    (then the tests run pinned to 127.0.0.1 in the current namespace)."""
-    if os.environ.get(NETNS_ENV):
-        return
-    os.environ[NETNS_ENV] = "pinned"        # whatever happens: only once
-    unshare = shutil.which("unshare")
-    if unshare is None or shutil.which("ip") is None:
-        sys.stderr.write("test_sync: no unshare/ip: running pinned to 127.0.0.1 only\n")
-        return
-    flag = "-n" if os.geteuid() == 0 else "-rn"
-    probe = subprocess.run([unshare, flag, "sh", "-c", "ip link set lo up"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if probe.returncode != 0:
-        sys.stderr.write(f"test_sync: `unshare {flag}` is not allowed here: running pinned "
-                         "to 127.0.0.1 only\n")
-        return
-    os.environ[NETNS_ENV] = "netns"
-    sys.stderr.write("test_sync: re-running in a fresh network namespace (only lo)\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(unshare, [unshare, flag, "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
-                       sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
-
+                       reexec_in_netns, run_wsp, wait_until)
 
 def _sanitized():
     """True when wspd carries AddressSanitizer (slower: deadlines x3)."""
@@ -677,5 +646,5 @@ class Sync(SyncTest):
 
 
 if __name__ == "__main__":
-    maybe_reexec_in_netns()
+    reexec_in_netns(__file__)
     unittest.main(verbosity=2)

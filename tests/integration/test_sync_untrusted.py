@@ -42,39 +42,11 @@ import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NETNS_ENV = "WSP_UNTRUSTED_NETNS"
-
-
-def _maybe_reexec_in_netns():
-    """Re-executes this module inside a fresh network namespace with only
-    `lo` up, when unshare works here; returns only when it does not."""
-    if os.environ.get(NETNS_ENV) is not None:
-        return
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return
-    flag = "-n" if os.geteuid() == 0 else "-rn"
-    try:
-        probe = subprocess.run([unshare, flag, "sh", "-c", "ip link set lo up"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return
-    if probe.returncode != 0:
-        return
-    os.environ[NETNS_ENV] = "1"
-    script = 'ip link set lo up && exec "$0" "$@"'
-    try:
-        os.execv(unshare, [unshare, flag, "sh", "-c", script, sys.executable,
-                           os.path.abspath(__file__), *sys.argv[1:]])
-    except OSError:
-        del os.environ[NETNS_ENV]   # exec failed: run here, pinned
-
+sys.path.insert(0, HERE)
+from wsphelper import REPO, Daemon, Workspace, in_fresh_netns, reexec_in_netns, wait_until  # noqa: E402
 
 if __name__ == "__main__":
-    _maybe_reexec_in_netns()
-
-sys.path.insert(0, HERE)
-from wsphelper import REPO, Daemon, Workspace, wait_until  # noqa: E402
+    reexec_in_netns(__file__)
 
 LOOPBACK = "127.0.0.1"
 ROGUE_TIMEOUT_MS = 30000       # the rogue's own deadline (ASan builds are slower)
@@ -372,6 +344,5 @@ class UntrustedPeers(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    print(f"network namespace: {'fresh (lo only)' if os.environ.get(NETNS_ENV) == '1' else 'host'}",
-          file=sys.stderr)
+    print(f"network namespace: {'fresh (lo only)' if in_fresh_netns() else 'host'}", file=sys.stderr)
     unittest.main(verbosity=2)

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -429,3 +430,46 @@ class HttpPool:
             for c in self._all:
                 c.close()
             self._all.clear()
+
+
+# -- network namespace -----------------------------------------------------
+
+NETNS_ENV = "WSP_TEST_NETNS"   # WSP_*: clean_env keeps it from the daemons
+
+
+def reexec_in_netns(script):
+    """Re-executes SCRIPT (the running test module) inside a new network
+    namespace where only `lo` exists (and is up), once: `unshare -rn`, or
+    `unshare -n` as root. Returns only when that is not possible; the tests
+    then run pinned to 127.0.0.1 in the current namespace."""
+    if os.environ.get(NETNS_ENV):
+        return
+    os.environ[NETNS_ENV] = "pinned"        # whatever happens: only once
+    name = os.path.basename(script)
+    unshare = shutil.which("unshare")
+    if unshare is None or shutil.which("ip") is None:
+        sys.stderr.write(f"{name}: no unshare/ip: running pinned to 127.0.0.1 only\n")
+        return
+    flag = "-n" if os.geteuid() == 0 else "-rn"
+    try:
+        probe = subprocess.run([unshare, flag, "sh", "-c", "ip link set lo up"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        probe = None
+    if probe is None or probe.returncode != 0:
+        sys.stderr.write(f"{name}: `unshare {flag}` is not allowed here: running pinned to 127.0.0.1 only\n")
+        return
+    os.environ[NETNS_ENV] = "netns"
+    sys.stderr.write(f"{name}: re-running in a fresh network namespace (only lo)\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(unshare, [unshare, flag, "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+                           sys.executable, os.path.abspath(script), *sys.argv[1:]])
+    except OSError:
+        os.environ[NETNS_ENV] = "pinned"    # exec failed: run here, pinned
+
+
+def in_fresh_netns():
+    """True inside the namespace reexec_in_netns() made."""
+    return os.environ.get(NETNS_ENV) == "netns"

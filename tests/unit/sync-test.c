@@ -38,6 +38,7 @@
 #include "sync/wsp-rtc.h"
 #include "sync/wsp-sync.h"
 #include "workspace/wsp-workspace.h"
+#include "test-netns.h"
 
 /* Under ASan: full malloc stacks (libglib has no frame pointers) so that
  * tests/lsan.supp can name GLib's deliberately leaked first quark table
@@ -988,45 +989,6 @@ test_three_peers (Fixture *f, gconstpointer data)
   g_assert_true (spin_until (three_clocks_equal, f, WAIT_MS));
   g_free (write_task (&f->b, "B after A left"));
   await_clock (&f->c, &f->b, 2);
-}
-
-/* ---- network namespace -------------------------------------------------- */
-
-/* Re-executes this program in a fresh network namespace with only `lo`
- * (up), when unshare works here; returns only when it does not. */
-static void
-maybe_reexec_in_netns (int argc, char **argv)
-{
-  const char *unshare_flag = geteuid () == 0 ? "-n" : "-rn";
-  const char *script = "ip link set lo up && exec \"$0\" \"$@\"";
-  g_autofree char *unshare = NULL;
-  g_autoptr (GPtrArray) args = NULL;
-  gint status = -1;
-
-  if (g_getenv ("WSP_NETNS") != NULL)
-    return;
-  unshare = g_find_program_in_path ("unshare");
-  if (unshare == NULL)
-    return;
-  {
-    const char *probe[] = { unshare, unshare_flag, "sh", "-c", "ip link set lo up", NULL };
-    if (!g_spawn_sync (NULL, (char **) probe, NULL, G_SPAWN_STDOUT_TO_DEV_NULL
-                       | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, NULL)
-        || !g_spawn_check_wait_status (status, NULL))
-      return;
-  }
-  args = g_ptr_array_new ();
-  g_ptr_array_add (args, unshare);
-  g_ptr_array_add (args, (char *) unshare_flag);
-  g_ptr_array_add (args, "sh");
-  g_ptr_array_add (args, "-c");
-  g_ptr_array_add (args, (char *) script);
-  for (int i = 0; i < argc; i++)
-    g_ptr_array_add (args, argv[i]);
-  g_ptr_array_add (args, NULL);
-  g_setenv ("WSP_NETNS", "1", TRUE);
-  execv (unshare, (char **) args->pdata);
-  g_unsetenv ("WSP_NETNS");   /* exec failed: run here, pinned */
 }
 
 int
