@@ -255,22 +255,39 @@ post_failure (gpointer id, const char *fmt, ...)
 gboolean
 wsp_rtc_init (GError **error)
 {
-  static gsize done = 0;
+  static GMutex lock;
+  static gboolean initialised;
   static const char *const needed[] = {
     "webrtcbin", "dtlsdec", "dtlsenc", "sctpenc", "sctpdec", "nicesrc", "nicesink",
   };
   g_autoptr (GError) local = NULL;
 
-  if (g_once_init_enter (&done))
+  g_mutex_lock (&lock);
+  if (!initialised)
     {
       if (!gst_init_check (NULL, NULL, &local))
         {
+          g_mutex_unlock (&lock);
           g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED,
                        "cannot initialise GStreamer: %s", local->message);
-          return FALSE;   /* done stays 0: a later call retries */
+          return FALSE;   /* initialised stays FALSE: a later call retries */
         }
-      g_once_init_leave (&done, 1);
+      /* GStreamer runs its streaming threads (every queue, nicesrc, ...) on
+       * GLib's shared thread pool. By default a pool thread whose task ends
+       * exits at once when two others are already idle, so tearing down a
+       * peer connection sends several threads through thread exit, and
+       * OpenSSL (DTLS) frees their per-thread state from a thread-exit
+       * destructor. A process that exits meanwhile races them: the OpenSSL
+       * atexit cleanup deletes that destructor's key, so the state is never
+       * freed, and LeakSanitizer's stop-the-world can catch a thread
+       * half-gone. Idle pool threads are kept instead (blocked, a few per
+       * peer at most, reused by the next connection), so no thread is ever
+       * exiting when the daemon does. */
+      g_thread_pool_set_max_unused_threads (-1);
+      g_thread_pool_set_max_idle_time (0);
+      initialised = TRUE;
     }
+  g_mutex_unlock (&lock);
   for (guint i = 0; i < G_N_ELEMENTS (needed); i++)
     {
       g_autoptr (GstElementFactory) factory = gst_element_factory_find (needed[i]);

@@ -164,8 +164,9 @@ struct _WspSync {
   char        **stun_servers;
   char        **turn_servers;
   GThread      *warm_thread;
-  GThreadPool  *pool;          /* one thread: export chunks */
-  WspStoreReader *reader;      /* owned by the pool's thread */
+  GAsyncQueue  *export_queue;  /* ExportJob*, for export_thread */
+  GThread      *export_thread; /* reads export chunks; joined at stop */
+  WspStoreReader *reader;      /* owned by export_thread */
   GHashTable   *links;         /* WspPeer* → Link*, under lock for writes */
   GHashTable   *sessions;      /* id → Session*, main thread */
   GHashTable   *dropped;       /* WspPeer* set, main thread */
@@ -442,10 +443,8 @@ encode_ops (GPtrArray *runs, guint from, guint to, GError **error)
 static gboolean export_done (gpointer data);
 
 static void
-export_worker (gpointer data, gpointer user_data)
+export_chunk (ExportJob *job, WspSync *sync)
 {
-  ExportJob *job = data;
-  WspSync *sync = user_data;
   g_autoptr (GPtrArray) runs = g_ptr_array_new_with_free_func ((GDestroyNotify) wsp_run_free);
 
   if (!sync->reader && !(sync->reader = wsp_store_reader_open (sync->db_path, &job->error)))
@@ -477,6 +476,20 @@ export_worker (gpointer data, gpointer user_data)
     }
 out:
   post_to_main (sync, export_done, job, export_job_free);
+}
+
+/* Pushed by wsp_sync_stop after every job: the thread ends there. */
+static ExportJob export_stop;
+
+static gpointer
+export_thread_main (gpointer data)
+{
+  WspSync *sync = data;
+  ExportJob *job;
+
+  while ((job = g_async_queue_pop (sync->export_queue)) != &export_stop)
+    export_chunk (job, sync);
+  return NULL;
 }
 
 /* ---- export (main thread) --------------------------------------------------- */
@@ -562,7 +575,7 @@ session_pump (Session *s)
   job->sync = sync;
   job->session_id = s->id;
   job->export = g_steal_pointer (&s->export);
-  g_thread_pool_push (sync->pool, job, NULL);
+  g_async_queue_push (sync->export_queue, job);
 }
 
 /* ---- ingest ------------------------------------------------------------------ */
@@ -868,6 +881,22 @@ session_on_message (Session *s, GBytes *data)
 
 /* ---- WspRtc callbacks (main context) -------------------------------------------- */
 
+/* Sends m to the session's peer through signaling. While the daemon stops,
+ * the hub is gone but a connection still negotiating may report its local
+ * description or candidates: those are dropped. */
+static gboolean
+session_signal (Session *s, WspSignalMsg *m, GError **error)
+{
+  WspSignalHub *hub = s->link->sync->hub;
+  m->to_peer_id = s->link->peer;
+  if (!hub)
+    {
+      g_set_error (error, WSP_ERROR, WSP_ERROR_FAILED, "the daemon is stopping");
+      return FALSE;
+    }
+  return wsp_signal_hub_send (hub, m, error);
+}
+
 static void
 on_local_description (WspRtc *rtc, const char *type, const char *sdp, gpointer data)
 {
@@ -875,10 +904,9 @@ on_local_description (WspRtc *rtc, const char *type, const char *sdp, gpointer d
   Session *s = data;
   WspSignalMsg m;
   wsp_signal_msg_init (&m, g_str_equal (type, "offer") ? WSP_SIGNAL_OFFER : WSP_SIGNAL_ANSWER);
-  m.to_peer_id = s->link->peer;
   m.sdp = g_strdup (sdp);
   g_autoptr (GError) error = NULL;
-  if (!wsp_signal_hub_send (s->link->sync->hub, &m, &error))
+  if (!session_signal (s, &m, &error))
     slog (G_LOG_LEVEL_INFO, s->link, "cannot send our %s: %s", type, error->message);
   wsp_signal_msg_clear (&m);
   slog (G_LOG_LEVEL_DEBUG, s->link, "sent our %s", type);
@@ -892,12 +920,11 @@ on_local_candidate (WspRtc *rtc, const char *candidate, const char *sdp_mid, gui
   Session *s = data;
   WspSignalMsg m;
   wsp_signal_msg_init (&m, WSP_SIGNAL_ICE_CANDIDATE);
-  m.to_peer_id = s->link->peer;
   m.candidate = g_strdup (candidate);
   m.sdp_mid = g_strdup (sdp_mid);
   m.sdp_mline_index = mline;
   g_autoptr (GError) error = NULL;
-  if (!wsp_signal_hub_send (s->link->sync->hub, &m, &error))
+  if (!session_signal (s, &m, &error))
     slog (G_LOG_LEVEL_DEBUG, s->link, "cannot send a candidate: %s", error->message);
   wsp_signal_msg_clear (&m);
 }
@@ -1423,10 +1450,12 @@ drop_main (gpointer data)
       else
         session_close (s, "dropped", FALSE);
     }
-  slog (G_LOG_LEVEL_INFO, link, "peer dropped");
   g_mutex_lock (&sync->lock);
   g_hash_table_remove (sync->links, &r->peer);
   g_mutex_unlock (&sync->lock);
+  /* Logged once the peer is gone from the peer list (GET /peers reads it
+   * from the HTTP thread): whoever reads this line sees the drop done. */
+  slog (G_LOG_LEVEL_INFO, link, "peer dropped");
   g_clear_handle_id (&link->retry_source, g_source_remove);
   if (link->session)
     link->removed = TRUE;   /* freed when its session ends */
@@ -1469,7 +1498,8 @@ wsp_sync_start (const WspSyncOptions *opts, GError **error)
   sync->sessions = g_hash_table_new (g_int64_hash, g_int64_equal);
   sync->dropped = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
   sync->urls = g_ptr_array_new_with_free_func (g_free);
-  sync->pool = g_thread_pool_new_full (export_worker, sync, export_job_free, 1, TRUE, NULL);
+  sync->export_queue = g_async_queue_new ();
+  sync->export_thread = g_thread_new ("wsp-export", export_thread_main, sync);
 
   WspSignalConfig scfg = { sync->project_id, opts->secret, &sync->identity };
   sync->hub = wsp_signal_hub_new (&scfg, &hub_callbacks, sync);
@@ -1544,8 +1574,11 @@ wsp_sync_stop (WspSync *self)
 
   /* Export chunks finish (their results are dropped: no session), store
    * completions arrive, channels tear down. */
-  if (self->pool)
-    g_thread_pool_free (g_steal_pointer (&self->pool), FALSE, TRUE);
+  if (self->export_thread)
+    {
+      g_async_queue_push (self->export_queue, &export_stop);
+      g_thread_join (g_steal_pointer (&self->export_thread));
+    }
   gint64 deadline = g_get_monotonic_time () + WSP_SYNC_STOP_MS * 1000;
   while ((g_atomic_int_get (&self->outstanding) || wsp_rtc_count_live ())
          && g_get_monotonic_time () < deadline)
@@ -1576,6 +1609,7 @@ wsp_sync_free (WspSync *self)
     link_free (value);
   g_hash_table_unref (self->links);
   g_hash_table_unref (self->sessions);
+  g_clear_pointer (&self->export_queue, g_async_queue_unref);
   g_hash_table_unref (self->dropped);
   g_ptr_array_unref (self->urls);
   g_free (self->db_path);
