@@ -209,6 +209,7 @@ struct _WspStore {
   gint64       stat_ops;        /* __atomic */
   gint64       stat_batches;
   gint64       stat_busy;
+  gint         stat_runs;       /* received runs queued or in a batch */
 };
 
 typedef struct {
@@ -1463,6 +1464,7 @@ job_finish (WspStore *self, Job *job)
     }
   else if (job->kind == JOB_RUN)
     {
+      g_atomic_int_dec_and_test (&self->stat_runs);   /* done: no longer pending */
       if (job->ingest_done)
         job->ingest_done (job->error, job->ingest_status, job->n_ops, job->user_data);
     }
@@ -1823,6 +1825,7 @@ wsp_store_get_stats (WspStore *self, WspStoreStats *out)
   out->ops_applied = (guint64) __atomic_load_n (&self->stat_ops, __ATOMIC_RELAXED);
   out->batches = (guint64) __atomic_load_n (&self->stat_batches, __ATOMIC_RELAXED);
   out->writes_rejected_busy = (guint64) __atomic_load_n (&self->stat_busy, __ATOMIC_RELAXED);
+  out->runs_pending = (guint) MAX (g_atomic_int_get (&self->stat_runs), 0);
 }
 
 /* ---- public: writes ---------------------------------------------------- */
@@ -1973,8 +1976,10 @@ wsp_store_submit_run (WspStore *self, WspRun *run, WspIngestDone done, gpointer 
   job->run = run;
   job->ingest_done = done;
   job->user_data = user_data;
+  g_atomic_int_inc (&self->stat_runs);   /* before the writer can finish it */
   if (!enqueue (self, job, error))
     {
+      g_atomic_int_dec_and_test (&self->stat_runs);
       wsp_run_free (run);
       g_free (job);
       return FALSE;

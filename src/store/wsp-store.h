@@ -163,6 +163,7 @@ typedef struct {
   guint64 ops_applied;      /* since start */
   guint64 batches;
   guint64 writes_rejected_busy;
+  guint   runs_pending;     /* received runs queued or being applied */
 } WspStoreStats;
 void wsp_store_get_stats (WspStore *self, WspStoreStats *out);
 

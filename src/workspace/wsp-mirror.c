@@ -41,6 +41,18 @@
 #define MASS_REMOVAL_MIN       10
 #define MASS_REMOVAL_SETTLE_MS 300
 
+/* The task files follow the store, and the store comes first. A peer's
+ * catch-up changes thousands of tasks over several store batches; while
+ * received runs are still pending in the store, a large set of changed
+ * tasks (BULK_RENDER_MIN or more) waits, polling every BULK_POLL_MS, for
+ * at most BULK_HOLD_MS after the oldest of them changed, instead of
+ * competing with the store for the CPU; a task that several batches
+ * changed is then rendered once. Small changes and local edits render at
+ * once. */
+#define BULK_RENDER_MIN 256
+#define BULK_HOLD_MS    1000
+#define BULK_POLL_MS    10
+
 /* Per-field digests of a file's content: what the file said when the
  * daemon last wrote or applied it (the base of a three-way merge). */
 enum { D_TITLE, D_BODY, D_STATUS, D_PRIORITY, D_ASSIGNEE, D_PARENT, D_DUE, D_LABELS, D_DEPS, D_N };
@@ -88,6 +100,7 @@ struct _WspMirror {
   GCond        cond;
   GHashTable  *pending_paths;   /* path → NULL (set), under lock */
   GHashTable  *pending_ids;     /* id → NULL (set), under lock */
+  gint64       ids_since;       /* monotonic µs: the oldest pending id changed then */
   gboolean     pending_rescan;
   gboolean     stopping;
   gint         stop_flag;       /* atomic copy of stopping, read without the lock */
@@ -109,6 +122,30 @@ struct _WspMirror {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* Under lock: n_ids changed tasks, the oldest changed at since, wait
+ * (see BULK_RENDER_MIN). */
+static gboolean
+bulk_held (WspMirror *self, guint n_ids, gint64 since, gint64 now)
+{
+  WspStoreStats stats;
+
+  if (n_ids < BULK_RENDER_MIN || now >= since + BULK_HOLD_MS * G_TIME_SPAN_MILLISECOND)
+    return FALSE;
+  wsp_store_get_stats (self->store, &stats);
+  return stats.runs_pending > 0;
+}
+
+/* Under lock: ids changed (a store batch, or renders given back). */
+static void
+pending_ids_add (WspMirror *self, const char *const *ids, guint n, gint64 since)
+{
+  if (n && (!g_hash_table_size (self->pending_ids) || since < self->ids_since))
+    self->ids_since = since;
+  for (guint i = 0; i < n; i++)
+    g_hash_table_add (self->pending_ids, g_strdup (ids[i]));
+  self->enqueued++;
+}
 
 /* Long loops (a reconcile of 100,000 files) give way to a stop request, so
  * the daemon still exits within its 5 s; the index keeps what was done. */
@@ -1099,16 +1136,27 @@ worker_thread (gpointer data)
         }
       gboolean judge = FALSE;
       while (!self->stopping && !self->pending_rescan && !g_hash_table_size (self->pending_paths)
-             && !g_hash_table_size (self->pending_ids) && !g_hash_table_size (self->pending_deletes))
+             && !g_hash_table_size (self->pending_deletes))
         {
-          if (!g_hash_table_size (self->held_removed))
-            g_cond_wait (&self->cond, &self->lock);
-          else if (!g_cond_wait_until (&self->cond, &self->lock, self->held_until)
-                   || g_get_monotonic_time () >= self->held_until)
+          gint64 now = g_get_monotonic_time ();
+          guint n_ids = g_hash_table_size (self->pending_ids);
+          gboolean held = bulk_held (self, n_ids, self->ids_since, now);
+          if (n_ids && !held)
+            break;
+          gint64 until = held ? now + BULK_POLL_MS * G_TIME_SPAN_MILLISECOND : G_MAXINT64;
+          if (g_hash_table_size (self->held_removed))
             {
-              judge = TRUE;   /* quiet for MASS_REMOVAL_SETTLE_MS */
-              break;
+              if (now >= self->held_until)
+                {
+                  judge = TRUE;   /* quiet for MASS_REMOVAL_SETTLE_MS */
+                  break;
+                }
+              until = MIN (until, self->held_until);
             }
+          if (until == G_MAXINT64)
+            g_cond_wait (&self->cond, &self->lock);
+          else
+            g_cond_wait_until (&self->cond, &self->lock, until);
         }
       if (self->stopping)
         {
@@ -1127,6 +1175,7 @@ worker_thread (gpointer data)
       gboolean rescan = self->pending_rescan;
       self->pending_rescan = FALSE;
       g_autoptr (GPtrArray) paths = take_set (self->pending_paths);
+      gint64 ids_since = self->ids_since;
       g_autoptr (GPtrArray) ids = take_set (self->pending_ids);
       g_autoptr (GPtrArray) deletes = take_set (self->pending_deletes);
       g_mutex_unlock (&self->lock);
@@ -1155,9 +1204,30 @@ worker_thread (gpointer data)
 
       if (rescan)
         reconcile (self);
+      gint64 t_start = g_get_monotonic_time ();
       process_paths (self, paths);
+      gint64 t_paths = g_get_monotonic_time ();
+      guint rendered = 0;
       for (guint i = 0; i < ids->len && !stop_requested (self); i++)
-        render_task (self, g_ptr_array_index (ids, i), NULL);
+        {
+          /* A catch-up that resumed gets the CPU back (see BULK_RENDER_MIN). */
+          if (i % 64 == 0 && ids->len - i >= BULK_RENDER_MIN)
+            {
+              g_mutex_lock (&self->lock);
+              gboolean held = bulk_held (self, ids->len - i, ids_since, g_get_monotonic_time ());
+              if (held)
+                pending_ids_add (self, (const char *const *) ids->pdata + i, ids->len - i, ids_since);
+              g_mutex_unlock (&self->lock);
+              if (held)
+                break;
+            }
+          render_task (self, g_ptr_array_index (ids, i), NULL);
+          rendered++;
+        }
+      if (paths->len || ids->len)
+        g_debug ("round: %u paths in %.1f ms, %u of %u tasks rendered in %.1f ms",
+                 paths->len, (t_paths - t_start) / 1000.0, rendered, ids->len,
+                 (g_get_monotonic_time () - t_paths) / 1000.0);
       if (self->index_dirty && (paths->len || ids->len))
         index_save (self);
     }
@@ -1189,9 +1259,7 @@ on_store_changed (const char *const *task_ids, guint n_tasks, const WspClock *cl
 {
   WspMirror *self = user_data;
   g_mutex_lock (&self->lock);
-  for (guint i = 0; i < n_tasks; i++)
-    g_hash_table_add (self->pending_ids, g_strdup (task_ids[i]));
-  self->enqueued++;
+  pending_ids_add (self, task_ids, n_tasks, g_get_monotonic_time ());
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 }

@@ -369,6 +369,33 @@ class Sync(SyncTest):
         self.assertEqual(b.request("GET", f"/api/v1/tasks/{shared[0]['id']}")[0], 410)
         self.wait_settled(a, b)
 
+    def test_2b_task_files_follow_a_catch_up(self):
+        # A catch-up of more tasks than the file mirror renders at once
+        # (BULK_RENDER_MIN, 256): B's renders wait while received runs are
+        # pending in its store, then every task file appears with what the
+        # store holds.
+        a, b = self.pair()
+        self.assertEqual(b.stop(), 0, b.log())
+        self.wait_log(a, "peer said shutdown")
+        made = self.bulk_create(a, [f"caught up {i}" for i in range(320)], priority=2)
+        b.start(timeout=dl(15))
+        self.wait_converged(a, b)
+        tasks_dir = os.path.join(b.workspace.root, "tasks")
+
+        def missing():
+            out = []
+            for t in made:
+                try:
+                    with open(os.path.join(tasks_dir, f"{t['id']}.md"), encoding="utf-8") as f:
+                        text = f.read()
+                except FileNotFoundError:
+                    text = ""
+                if f"title: {t['title']}" not in text and f'title: "{t["title"]}"' not in text:
+                    out.append(t["id"])
+            return out
+        wait_until(lambda: not missing(), dl(20), 0.05,
+                   what="every task file on B")
+
     # 3 -----------------------------------------------------------------------
     def test_3_partition_concurrent_edits_then_heal(self):
         a, b = self.pair()
