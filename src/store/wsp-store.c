@@ -1464,7 +1464,7 @@ job_finish (WspStore *self, Job *job)
     }
   else if (job->kind == JOB_RUN)
     {
-      g_atomic_int_dec_and_test (&self->stat_runs);   /* done: no longer pending */
+      g_atomic_int_add (&self->stat_runs, -1);   /* done: no longer pending */
       if (job->ingest_done)
         job->ingest_done (job->error, job->ingest_status, job->n_ops, job->user_data);
     }
@@ -1979,7 +1979,7 @@ wsp_store_submit_run (WspStore *self, WspRun *run, WspIngestDone done, gpointer 
   g_atomic_int_inc (&self->stat_runs);   /* before the writer can finish it */
   if (!enqueue (self, job, error))
     {
-      g_atomic_int_dec_and_test (&self->stat_runs);
+      g_atomic_int_add (&self->stat_runs, -1);
       wsp_run_free (run);
       g_free (job);
       return FALSE;
