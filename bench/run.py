@@ -4,7 +4,8 @@
 Prints one line per figure, `bench: NAME VALUE UNIT`. `--only PREFIX` runs
 the figures whose names start with PREFIX. Everything talks to loopback only.
 
-The sync figures take knobs from the environment, for profiling:
+Knobs from the environment, for profiling (BENCH_LOG applies to every
+daemon the bench starts; the others to the sync figures):
   BENCH_SNAPSHOT=DIR  keep the prepared pair of stores in DIR and reuse it
   BENCH_LOG=debug     the daemons' log level (their logs are in the workspaces)
   BENCH_KEEP=1        keep the temporary workspaces
@@ -71,7 +72,7 @@ class Workspace:
 
     def start(self):
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([self.wspd, "--workspace", self.dir, "--log-level", "warning"],
+        self.proc = subprocess.Popen([self.wspd, "--workspace", self.dir, "--log-level", os.environ.get("BENCH_LOG", "warning")],
                                      stdout=subprocess.DEVNULL)
         # Await daemon.json, then /health.
         while not os.path.exists(self.info_path):
