@@ -7,7 +7,8 @@ the figures whose names start with PREFIX. Everything talks to loopback only.
 Knobs from the environment, for profiling (BENCH_LOG applies to every
 daemon the bench starts; the others to the sync figures):
   BENCH_SNAPSHOT=DIR  keep the prepared pair of stores in DIR and reuse it
-  BENCH_LOG=debug     the daemons' log level (their logs are in the workspaces)
+  BENCH_LOG=debug     the daemons' log level (sync daemons log into their
+                      workspaces, the others to stderr)
   BENCH_KEEP=1        keep the temporary workspaces
   BENCH_PERF=FILE     `perf record` daemon B while it syncs
   BENCH_PERF_FILES=1  ... and on until its task files are final
