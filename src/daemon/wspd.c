@@ -32,16 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Under ASan: full malloc stacks (libglib has no frame pointers) so that
- * tests/lsan.supp can name GLib's deliberately leaked first quark table
- * (leak:_dl_init), which GStreamer's start-up makes. ASAN_OPTIONS from the
- * environment still wins key by key. Unused without ASan. */
-const char *__asan_default_options (void);
-const char *
-__asan_default_options (void)
-{
-  return "fast_unwind_on_malloc=0";
-}
+#include "common/wsp-asan-options.h"
 
 typedef struct {
   GMainLoop *loop;

@@ -81,14 +81,7 @@
 #include "sync/wsp-signal.h"
 #include "sync/wsp-wire.h"
 
-/* Under ASan: full malloc stacks, so that tests/lsan.supp can name the
- * libraries' own process-wide leaks (as rtc-test and signal-test do). */
-const char *__asan_default_options (void);
-const char *
-__asan_default_options (void)
-{
-  return "fast_unwind_on_malloc=0";
-}
+#include "common/wsp-asan-options.h"
 
 #define DEFAULT_TIMEOUT_MS   15000
 #define TEARDOWN_MS          3000

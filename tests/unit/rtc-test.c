@@ -25,16 +25,7 @@
 #include "sync/wsp-rtc.h"
 #include "test-netns.h"
 
-/* Under ASan: full malloc stacks (libglib has no frame pointers) so that
- * tests/lsan.supp can name GLib's deliberately leaked first quark table
- * (leak:_dl_init). ASAN_OPTIONS from the environment still wins key by
- * key. Unused without ASan. */
-const char *__asan_default_options (void);
-const char *
-__asan_default_options (void)
-{
-  return "fast_unwind_on_malloc=0";
-}
+#include "common/wsp-asan-options.h"
 
 #define OPEN_TIMEOUT_MS  10000
 #define BULK_TIMEOUT_MS  180000

@@ -10,16 +10,7 @@
 #include "sync/wsp-auth.h"
 #include "sync/wsp-signal.h"
 
-/* Under ASan, record full malloc stacks (libsoup and GLib have no frame
- * pointers) so that tests/lsan.supp can name libsoup 3.2's leak of each
- * accepted GSocket (leak:g_socket_accept). ASAN_OPTIONS from the
- * environment still wins key by key. Unused without ASan. */
-const char *__asan_default_options (void);
-const char *
-__asan_default_options (void)
-{
-  return "fast_unwind_on_malloc=0";
-}
+#include "common/wsp-asan-options.h"
 
 #define PROJECT       "k3jrxaq2mzk3jrxaq2mzk3jrxa"
 #define OTHER_PROJECT "aaaaaaaaaaaaaaaaaaaaaaaaaa"

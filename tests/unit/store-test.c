@@ -10,55 +10,78 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#define PROJECT "abcdefghijklmnopqrstuvwxyz"
+
+/* A replica: its own directory, identity and database. The test fixture
+ * is one (a queue of 8); the export tests open more. */
 typedef struct {
   char           *dir;
   char           *db_path;
   WspIdentity     id;
+  guint           queue_max;
   WspStore       *store;
   WspStoreReader *reader;
-} Fixture;
+} Replica;
+typedef Replica Fixture;
 
+/* Opens the store and a reader on the replica's database (again, after a
+ * fixture_close: same directory and identity). */
 static void
-fixture_open (Fixture *f)
+fixture_open (Replica *r)
 {
   g_autoptr (GError) error = NULL;
-  WspStoreOptions opts = { f->db_path, "abcdefghijklmnopqrstuvwxyz", &f->id, 8 };
-  f->store = wsp_store_open (&opts, &error);
+  WspStoreOptions opts = { r->db_path, PROJECT, &r->id, r->queue_max };
+  r->store = wsp_store_open (&opts, &error);
   g_assert_no_error (error);
-  f->reader = wsp_store_reader_open (f->db_path, &error);
+  r->reader = wsp_store_reader_open (r->db_path, &error);
   g_assert_no_error (error);
 }
 
 static void
-fixture_close (Fixture *f)
+fixture_close (Replica *r)
 {
-  g_clear_pointer (&f->reader, wsp_store_reader_free);
-  g_clear_pointer (&f->store, wsp_store_free);
+  g_clear_pointer (&r->reader, wsp_store_reader_free);
+  g_clear_pointer (&r->store, wsp_store_free);
+}
+
+static void
+replica_open (Replica *r, guint queue_max)
+{
+  g_autoptr (GError) error = NULL;
+  r->dir = g_dir_make_tmp ("wsp-store-XXXXXX", &error);
+  g_assert_no_error (error);
+  r->db_path = g_build_filename (r->dir, "state.db", NULL);
+  wsp_identity_generate (&r->id);
+  r->queue_max = queue_max;
+  fixture_open (r);
+}
+
+static void
+replica_close (Replica *r)
+{
+  fixture_close (r);
+  const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *p = g_build_filename (r->dir, names[i], NULL);
+      g_unlink (p);
+    }
+  g_rmdir (r->dir);
+  g_clear_pointer (&r->dir, g_free);
+  g_clear_pointer (&r->db_path, g_free);
 }
 
 static void
 setup (Fixture *f, gconstpointer data)
 {
   g_assert_true (wsp_crypto_init ());
-  f->dir = g_dir_make_tmp ("wsp-store-XXXXXX", NULL);
-  f->db_path = g_build_filename (f->dir, "state.db", NULL);
-  wsp_identity_generate (&f->id);
-  fixture_open (f);
+  replica_open (f, 8);
 }
 
 static void
 teardown (Fixture *f, gconstpointer data)
 {
-  fixture_close (f);
-  const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
-  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      g_autofree char *p = g_build_filename (f->dir, names[i], NULL);
-      g_unlink (p);
-    }
-  g_rmdir (f->dir);
-  g_free (f->dir);
-  g_free (f->db_path);
+  replica_close (f);
 }
 
 static GPtrArray *
@@ -444,10 +467,8 @@ test_backpressure (Fixture *f, gconstpointer data)
   g_assert_cmpuint (stats.writes_rejected_busy, ==, refused);
 }
 
-
 /* ---- received runs ------------------------------------------------------ */
 
-#define PROJECT "abcdefghijklmnopqrstuvwxyz"
 
 /* A simulated remote author: identity, chain head, seq, hlc. */
 typedef struct {
@@ -870,46 +891,6 @@ test_remote_cycle_reported (Fixture *f, gconstpointer data)
 }
 
 /* ---- export: the runs another replica lacks (SPEC 7.3) ------------------ */
-
-/* Another replica with its own database (and a queue as deep as asked). */
-typedef struct {
-  char           *dir;
-  char           *db_path;
-  WspIdentity     id;
-  WspStore       *store;
-  WspStoreReader *reader;
-} Replica;
-
-static void
-replica_open (Replica *r, guint queue_max)
-{
-  g_autoptr (GError) error = NULL;
-  r->dir = g_dir_make_tmp ("wsp-export-XXXXXX", &error);
-  g_assert_no_error (error);
-  r->db_path = g_build_filename (r->dir, "state.db", NULL);
-  wsp_identity_generate (&r->id);
-  WspStoreOptions opts = { r->db_path, PROJECT, &r->id, queue_max };
-  r->store = wsp_store_open (&opts, &error);
-  g_assert_no_error (error);
-  r->reader = wsp_store_reader_open (r->db_path, &error);
-  g_assert_no_error (error);
-}
-
-static void
-replica_close (Replica *r)
-{
-  g_clear_pointer (&r->reader, wsp_store_reader_free);
-  g_clear_pointer (&r->store, wsp_store_free);
-  const char *names[] = { "state.db", "state.db-wal", "state.db-shm" };
-  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      g_autofree char *p = g_build_filename (r->dir, names[i], NULL);
-      g_unlink (p);
-    }
-  g_rmdir (r->dir);
-  g_clear_pointer (&r->dir, g_free);
-  g_clear_pointer (&r->db_path, g_free);
-}
 
 static guint64
 clock_sum (const WspClock *c)

@@ -40,16 +40,7 @@
 #include "workspace/wsp-workspace.h"
 #include "test-netns.h"
 
-/* Under ASan: full malloc stacks (libglib has no frame pointers) so that
- * tests/lsan.supp can name GLib's deliberately leaked first quark table
- * (leak:_dl_init) and libsoup's leaked accepted GSocket. ASAN_OPTIONS from
- * the environment still wins key by key. Unused without ASan. */
-const char *__asan_default_options (void);
-const char *
-__asan_default_options (void)
-{
-  return "fast_unwind_on_malloc=0";
-}
+#include "common/wsp-asan-options.h"
 
 /* Generous: a connection takes well under a second here, but ASan builds
  * and loaded machines are slow. Nothing waits for a timeout on success. */
